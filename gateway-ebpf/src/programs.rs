@@ -1,0 +1,269 @@
+#![expect(unsafe_code, reason = "eBPF context access and helpers are unsafe by nature")]
+
+use aya_ebpf::{
+    EbpfContext,
+    bindings::{BPF_ANY, BPF_SOCK_OPS_TCP_CONNECT_CB},
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        bpf_get_socket_cookie, bpf_getsockopt,
+    },
+    macros::{cgroup_sock_addr, map, sock_ops},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    programs::{SockAddrContext, SockOpsContext},
+};
+use aya_log_ebpf::{debug, warn};
+use gateway_ebpf::{
+    AF_INET, AF_INET6, CONN_TABLE_SIZE, ConnKey, OrigDstEntry, Settings, TARGET_TABLE_SIZE,
+    TargetKey, as_v4, counter, port_from_sock_ops_remote, port_from_user_port,
+    user_port_from_port, v4_mapped,
+};
+
+/// Return value of cgroup sock_addr/sock_ops programs that lets the syscall proceed.
+const ALLOW: i32 = 1;
+const SOCK_STREAM: u32 = 1;
+const SOL_SOCKET: i32 = 1;
+const SO_MARK: i32 = 36;
+const LOOPBACK_V4: [u8; 4] = [127, 0, 0, 1];
+const LOOPBACK_V6: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+
+#[map]
+static TARGETS: HashMap<TargetKey, u8> = HashMap::with_max_entries(TARGET_TABLE_SIZE, 0);
+
+#[map]
+static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+/// Original destination by socket cookie: written at connect, read by sock_ops and getpeername.
+#[map]
+static ORIG_BY_COOKIE: LruHashMap<u64, OrigDstEntry> =
+    LruHashMap::with_max_entries(CONN_TABLE_SIZE, 0);
+
+/// Original destination by (client, gateway) address pair: read by the gateway after accept.
+#[map]
+static ORIG_BY_CONN: LruHashMap<ConnKey, OrigDstEntry> =
+    LruHashMap::with_max_entries(CONN_TABLE_SIZE, 0);
+
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+fn count(index: u32) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *slot += 1 };
+    }
+}
+
+fn settings() -> Option<Settings> {
+    SETTINGS.get(0).copied()
+}
+
+fn is_target(addr: [u8; 16], port: u16) -> bool {
+    // SAFETY: the value is only tested for presence.
+    unsafe {
+        TARGETS.get(TargetKey::new(addr, port)).is_some()
+            || TARGETS.get(TargetKey::wildcard(port)).is_some()
+    }
+}
+
+fn has_bypass_mark(ctx: &SockAddrContext, mark: u32) -> bool {
+    let mut value: u32 = 0;
+    // SAFETY: bpf_getsockopt writes at most 4 bytes into `value`.
+    let ret = unsafe {
+        bpf_getsockopt(
+            ctx.as_ptr(),
+            SOL_SOCKET,
+            SO_MARK,
+            (&raw mut value).cast(),
+            core::mem::size_of::<u32>() as i32,
+        )
+    };
+    ret == 0 && value == mark
+}
+
+/// Decide whether this TCP connect goes to the gateway; if so, remember where it was going.
+/// Returns the listen port to redirect to.
+fn redirect_port(ctx: &SockAddrContext, addr: [u8; 16], port: u16, family: u32) -> Option<u16> {
+    // SAFETY: reading fields of the kernel-provided context.
+    let sock_type = unsafe { (*ctx.sock_addr).type_ };
+    if sock_type != SOCK_STREAM {
+        return None;
+    }
+    let settings = settings()?;
+    let mapped = as_v4(&addr).is_some();
+    let listen_port = if mapped { settings.listen_port_v4 } else { settings.listen_port_v6 };
+    if listen_port == 0 {
+        return None;
+    }
+    // Loop guard: never redirect a connect that already goes to the gateway.
+    if (addr == v4_mapped(LOOPBACK_V4) && port == settings.listen_port_v4)
+        || (addr == LOOPBACK_V6 && port == settings.listen_port_v6)
+    {
+        return None;
+    }
+    if !is_target(addr, port) {
+        return None;
+    }
+    if has_bypass_mark(ctx, settings.bypass_mark) {
+        count(counter::BYPASSED);
+        return None;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let uid_gid = bpf_get_current_uid_gid();
+    // SAFETY: helpers without preconditions in this program type.
+    let (cookie, cgroup_id) =
+        unsafe { (bpf_get_socket_cookie(ctx.as_ptr()), bpf_get_current_cgroup_id()) };
+    let entry = OrigDstEntry {
+        addr,
+        port,
+        family: family as u16,
+        tgid: (pid_tgid >> 32) as u32,
+        uid: uid_gid as u32,
+        gid: (uid_gid >> 32) as u32,
+        cgroup_id,
+    };
+    if ORIG_BY_COOKIE.insert(cookie, entry, BPF_ANY as u64).is_err() {
+        // Without the entry the gateway could not tell where to go: leave the connect alone.
+        count(counter::ERRORS);
+        warn!(ctx, "mcpgw: cannot store original destination; connect not redirected");
+        return None;
+    }
+    count(counter::REDIRECTED);
+    debug!(ctx, "mcpgw: redirect port {} pid {}", port, entry.tgid);
+    Some(listen_port)
+}
+
+#[cgroup_sock_addr(connect4)]
+pub fn connect4(ctx: SockAddrContext) -> i32 {
+    // SAFETY: reading and writing the fields the kernel allows for connect4.
+    unsafe {
+        let sa = ctx.sock_addr;
+        let addr = v4_mapped((*sa).user_ip4.to_ne_bytes());
+        let port = port_from_user_port((*sa).user_port);
+        if let Some(listen_port) = redirect_port(&ctx, addr, port, AF_INET) {
+            (*sa).user_ip4 = u32::from_ne_bytes(LOOPBACK_V4);
+            (*sa).user_port = user_port_from_port(listen_port);
+        }
+    }
+    ALLOW
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn connect6(ctx: SockAddrContext) -> i32 {
+    // SAFETY: reading and writing the fields the kernel allows for connect6.
+    unsafe {
+        let sa = ctx.sock_addr;
+        let addr = words_to_bytes((*sa).user_ip6);
+        let port = port_from_user_port((*sa).user_port);
+        if let Some(listen_port) = redirect_port(&ctx, addr, port, AF_INET6) {
+            let to = if as_v4(&addr).is_some() { v4_mapped(LOOPBACK_V4) } else { LOOPBACK_V6 };
+            (*sa).user_ip6 = bytes_to_words(to);
+            (*sa).user_port = user_port_from_port(listen_port);
+        }
+    }
+    ALLOW
+}
+
+/// At TCP_CONNECT_CB the client's source port is bound: re-key the entry by the address pair
+/// the gateway will see on accept.
+#[sock_ops]
+pub fn sock_ops(ctx: SockOpsContext) -> u32 {
+    if ctx.op() != BPF_SOCK_OPS_TCP_CONNECT_CB {
+        return ALLOW as u32;
+    }
+    // SAFETY: helper without preconditions for sock_ops.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    // SAFETY: the entry is copied out at once.
+    let Some(entry) = (unsafe { ORIG_BY_COOKIE.get(cookie) }).copied() else {
+        return ALLOW as u32;
+    };
+    let (client_addr, gateway_addr) = if ctx.family() == AF_INET {
+        (v4_mapped(ctx.local_ip4().to_ne_bytes()), v4_mapped(ctx.remote_ip4().to_ne_bytes()))
+    } else {
+        (words_to_bytes(ctx.local_ip6()), words_to_bytes(ctx.remote_ip6()))
+    };
+    let key = ConnKey {
+        client_addr,
+        gateway_addr,
+        client_port: ctx.local_port() as u16,
+        gateway_port: port_from_sock_ops_remote(ctx.remote_port()),
+    };
+    if ORIG_BY_CONN.insert(key, entry, BPF_ANY as u64).is_err() {
+        count(counter::ERRORS);
+        warn!(&ctx, "mcpgw: cannot store connection entry");
+    }
+    ALLOW as u32
+}
+
+/// The client's `getpeername()` shows what it dialed, not the gateway.
+fn original_peer(ctx: &SockAddrContext, peer: [u8; 16], port: u16) -> Option<OrigDstEntry> {
+    let settings = settings()?;
+    let to_gateway = (peer == v4_mapped(LOOPBACK_V4) && port == settings.listen_port_v4)
+        || (peer == LOOPBACK_V6 && port == settings.listen_port_v6);
+    if !to_gateway {
+        return None;
+    }
+    // SAFETY: helper without preconditions in this program type.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    // SAFETY: the entry is copied out at once.
+    let entry = unsafe { ORIG_BY_COOKIE.get(cookie) }.copied();
+    if entry.is_none() {
+        // A direct connection to the gateway (explicit use), not a redirected one.
+        count(counter::LOOKUP_MISSES);
+    }
+    entry
+}
+
+#[cgroup_sock_addr(getpeername4)]
+pub fn getpeername4(ctx: SockAddrContext) -> i32 {
+    // SAFETY: reading and writing the fields the kernel allows for getpeername4.
+    unsafe {
+        let sa = ctx.sock_addr;
+        let peer = v4_mapped((*sa).user_ip4.to_ne_bytes());
+        let port = port_from_user_port((*sa).user_port);
+        if let Some(entry) = original_peer(&ctx, peer, port) {
+            if let Some(v4) = as_v4(&entry.addr) {
+                (*sa).user_ip4 = u32::from_ne_bytes(v4);
+                (*sa).user_port = user_port_from_port(entry.port);
+            }
+        }
+    }
+    ALLOW
+}
+
+#[cgroup_sock_addr(getpeername6)]
+pub fn getpeername6(ctx: SockAddrContext) -> i32 {
+    // SAFETY: reading and writing the fields the kernel allows for getpeername6.
+    unsafe {
+        let sa = ctx.sock_addr;
+        let peer = words_to_bytes((*sa).user_ip6);
+        let port = port_from_user_port((*sa).user_port);
+        if let Some(entry) = original_peer(&ctx, peer, port) {
+            (*sa).user_ip6 = bytes_to_words(entry.addr);
+            (*sa).user_port = user_port_from_port(entry.port);
+        }
+    }
+    ALLOW
+}
+
+fn words_to_bytes(words: [u32; 4]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let mut i = 0;
+    while i < 4 {
+        let b = words[i].to_ne_bytes();
+        out[i * 4] = b[0];
+        out[i * 4 + 1] = b[1];
+        out[i * 4 + 2] = b[2];
+        out[i * 4 + 3] = b[3];
+        i += 1;
+    }
+    out
+}
+
+fn bytes_to_words(bytes: [u8; 16]) -> [u32; 4] {
+    let mut out = [0u32; 4];
+    let mut i = 0;
+    while i < 4 {
+        out[i] = u32::from_ne_bytes([bytes[i * 4], bytes[i * 4 + 1], bytes[i * 4 + 2], bytes[i * 4 + 3]]);
+        i += 1;
+    }
+    out
+}

@@ -1,0 +1,352 @@
+//! Configuration: the user-facing TOML (`RawConfig`, unknown keys rejected) turned into a
+//! validated [`Config`] by the pure function [`parse_config`].
+
+use std::{
+    fmt,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    str::FromStr,
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+/// The configuration used when `mcpgw serve` is given no file.
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Syntax errors and unknown keys; the message names the key, line and column.
+    #[error("{0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("invalid configuration:\n  {}", .0.join("\n  "))]
+    Invalid(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub gateway: GatewayConfig,
+    pub intercept: InterceptConfig,
+    pub servers: Vec<ServerConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub state_dir: PathBuf,
+    pub admin_socket: PathBuf,
+    pub admin_group: String,
+    pub listen: Vec<SocketAddr>,
+    pub fail_mode: FailMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    /// While the gateway is down, intercepted connects are refused (links stay pinned).
+    Closed,
+    /// While the gateway is down, intercepted connects go directly to the server.
+    Open,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InterceptMode {
+    Ebpf,
+    Explicit,
+}
+
+#[derive(Debug, Clone)]
+pub struct InterceptConfig {
+    pub mode: InterceptMode,
+    /// cgroup v2 path relative to the cgroup2 mount, starting with `/`.
+    pub cgroup: String,
+    pub bypass_mark: u32,
+    pub pin_dir: PathBuf,
+    pub dns_refresh: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub name: String,
+    pub matches: Vec<MatchAddr>,
+    pub upstream: Option<HostPort>,
+    /// Explicit mode: where clients connect to reach this server.
+    pub listen: Option<SocketAddr>,
+}
+
+/// What a client dials that the gateway intercepts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MatchAddr {
+    Socket(SocketAddr),
+    /// Resolved by DNS, again every `dns_refresh`.
+    Host(HostPort),
+    /// `*:PORT`: any address with this port.
+    AnyAddr(u16),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Display for MatchAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Socket(addr) => addr.fmt(f),
+            Self::Host(host) => host.fmt(f),
+            Self::AnyAddr(port) => write!(f, "*:{port}"),
+        }
+    }
+}
+
+impl FromStr for MatchAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(Self::Socket(canonical(addr)));
+        }
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("`{s}` is not HOST:PORT"))?;
+        let port: u16 = port
+            .parse()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("`{s}`: `{port}` is not a port (1-65535)"))?;
+        if host == "*" {
+            return Ok(Self::AnyAddr(port));
+        }
+        let valid_name = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
+        if !valid_name {
+            return Err(format!("`{s}`: `{host}` is neither an IP address nor a host name"));
+        }
+        Ok(Self::Host(HostPort {
+            host: host.to_ascii_lowercase(),
+            port,
+        }))
+    }
+}
+
+/// IPv4-mapped IPv6 addresses are IPv4: one spelling per destination.
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+/// `scheme://host[:port][/path]` with the scheme's default port: where to forward in explicit mode.
+fn parse_upstream(s: &str) -> Result<HostPort, String> {
+    let url = url::Url::parse(s).map_err(|e| format!("upstream `{s}`: {e}"))?;
+    let host = match url.host() {
+        Some(url::Host::Domain(d)) => d.to_string(),
+        Some(url::Host::Ipv4(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        None => return Err(format!("upstream `{s}` has no host")),
+    };
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| format!("upstream `{s}` has no port and scheme `{}` has no default", url.scheme()))?;
+    Ok(HostPort { host, port })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    gateway: RawGateway,
+    #[serde(default)]
+    intercept: RawIntercept,
+    #[serde(default)]
+    servers: Vec<RawServer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    state_dir: Option<PathBuf>,
+    admin_socket: Option<PathBuf>,
+    admin_group: Option<String>,
+    listen: Option<Vec<String>>,
+    fail_mode: Option<FailMode>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIntercept {
+    mode: Option<InterceptMode>,
+    cgroup: Option<String>,
+    bypass_mark: Option<u32>,
+    pin_dir: Option<PathBuf>,
+    dns_refresh: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    name: String,
+    #[serde(rename = "match", default)]
+    matches: Vec<String>,
+    upstream: Option<String>,
+    listen: Option<String>,
+}
+
+/// Parses and validates a configuration; every problem is reported at once.
+pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text)?;
+    let mut errors = Vec::new();
+    let RawConfig {
+        gateway,
+        intercept,
+        servers,
+    } = raw;
+
+    let listen = gateway
+        .listen
+        .unwrap_or_else(|| vec!["127.0.0.1:15001".into(), "[::1]:15001".into()])
+        .iter()
+        .filter_map(|s| match s.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                errors.push(format!("gateway.listen: `{s}` is not IP:PORT"));
+                None
+            }
+        })
+        .collect::<Vec<_>>();
+    let gateway = GatewayConfig {
+        state_dir: gateway.state_dir.unwrap_or_else(|| "/var/lib/mcpgw".into()),
+        admin_socket: gateway
+            .admin_socket
+            .unwrap_or_else(|| "/run/mcpgw/admin.sock".into()),
+        admin_group: gateway.admin_group.unwrap_or_else(|| "mcpgw-admin".into()),
+        listen,
+        fail_mode: gateway.fail_mode.unwrap_or(FailMode::Closed),
+    };
+
+    let cgroup = intercept.cgroup.unwrap_or_else(|| "/".into());
+    if !cgroup.starts_with('/') || cgroup.split('/').any(|c| c == "..") {
+        errors.push(format!(
+            "intercept.cgroup: `{cgroup}` must be an absolute path inside the cgroup2 hierarchy"
+        ));
+    }
+    let dns_refresh = match intercept.dns_refresh.as_deref().map(humantime::parse_duration) {
+        None => Duration::from_secs(30),
+        Some(Ok(d)) if d >= Duration::from_secs(1) => d,
+        Some(Ok(_)) => {
+            errors.push("intercept.dns_refresh: must be at least 1s".into());
+            Duration::from_secs(30)
+        }
+        Some(Err(e)) => {
+            errors.push(format!("intercept.dns_refresh: {e}"));
+            Duration::from_secs(30)
+        }
+    };
+    let intercept = InterceptConfig {
+        mode: intercept.mode.unwrap_or(InterceptMode::Ebpf),
+        cgroup,
+        bypass_mark: intercept.bypass_mark.unwrap_or(0x4d43),
+        pin_dir: intercept.pin_dir.unwrap_or_else(|| "/sys/fs/bpf/mcpgw".into()),
+        dns_refresh,
+    };
+    if intercept.bypass_mark == 0 {
+        errors.push("intercept.bypass_mark: must not be 0 (0 is every unmarked socket)".into());
+    }
+
+    let mut names = std::collections::HashSet::new();
+    let servers = servers
+        .into_iter()
+        .map(|s| {
+            let where_ = format!("servers `{}`", s.name);
+            if s.name.is_empty() || !names.insert(s.name.clone()) {
+                errors.push(format!("{where_}: name must be unique and not empty"));
+            }
+            let matches = s
+                .matches
+                .iter()
+                .filter_map(|m| m.parse().map_err(|e| errors.push(format!("{where_}.match: {e}"))).ok())
+                .collect();
+            let upstream = s
+                .upstream
+                .as_deref()
+                .and_then(|u| parse_upstream(u).map_err(|e| errors.push(format!("{where_}: {e}"))).ok());
+            let listen = s.listen.as_deref().and_then(|l| {
+                l.parse()
+                    .map_err(|_| errors.push(format!("{where_}.listen: `{l}` is not IP:PORT")))
+                    .ok()
+            });
+            ServerConfig {
+                name: s.name,
+                matches,
+                upstream,
+                listen,
+            }
+        })
+        .collect::<Vec<ServerConfig>>();
+
+    match intercept.mode {
+        InterceptMode::Ebpf => {
+            // The kernel redirects to 127.0.0.1 (IPv4 and v4-mapped) and [::1] (IPv6).
+            if !gateway.listen.iter().any(|a| a.ip() == IpAddr::from([127, 0, 0, 1])) {
+                errors.push("gateway.listen: ebpf mode needs a 127.0.0.1:PORT listener".into());
+            }
+        }
+        InterceptMode::Explicit => {
+            for s in &servers {
+                if s.listen.is_none() {
+                    errors.push(format!("servers `{}`: explicit mode needs `listen`", s.name));
+                }
+                if s.upstream.is_none() && !s.matches.iter().any(|m| !matches!(m, MatchAddr::AnyAddr(_))) {
+                    errors.push(format!(
+                        "servers `{}`: explicit mode needs `upstream` or a `match` address",
+                        s.name
+                    ));
+                }
+            }
+        }
+    }
+
+    if errors.is_empty() {
+        Ok(Config {
+            gateway,
+            intercept,
+            servers,
+        })
+    } else {
+        Err(ConfigError::Invalid(errors))
+    }
+}
+
+/// Reads the file, or the embedded default when `path` is `None`.
+pub fn load(path: Option<&std::path::Path>) -> Result<Config, ConfigError> {
+    match path {
+        None => parse_config(DEFAULT_CONFIG),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            parse_config(&text)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,82 @@
+use super::*;
+
+#[test]
+fn embedded_default_and_example_parse() {
+    let default = parse_config(DEFAULT_CONFIG).unwrap();
+    assert_eq!(default.intercept.mode, InterceptMode::Ebpf);
+    assert_eq!(default.gateway.fail_mode, FailMode::Closed);
+    assert!(default.servers.is_empty());
+
+    let example = include_str!("../../../examples/gateway.toml");
+    let example = parse_config(example).unwrap();
+    assert_eq!(example.servers[0].name, "analytics");
+    assert_eq!(
+        example.servers[0].matches,
+        vec![
+            MatchAddr::Host(HostPort { host: "analytics-mcp.internal".into(), port: 443 }),
+            MatchAddr::Socket("10.0.3.17:8443".parse().unwrap()),
+        ]
+    );
+    assert_eq!(
+        example.servers[0].upstream,
+        Some(HostPort { host: "analytics-mcp.internal".into(), port: 443 })
+    );
+}
+
+#[test]
+fn unknown_key_names_key_and_line() {
+    let err = parse_config("[gateway]\nlisten = [\"127.0.0.1:15001\"]\nfail_mod = \"open\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("fail_mod"), "{err}");
+    assert!(err.contains("line 3"), "{err}");
+}
+
+#[test]
+fn all_invalid_values_reported_together() {
+    let text = r#"
+[intercept]
+cgroup = "relative"
+bypass_mark = 0
+[[servers]]
+name = "a"
+match = ["nohost", "x:0", "[::1]:99999"]
+[[servers]]
+name = "a"
+"#;
+    let ConfigError::Invalid(errors) = parse_config(text).unwrap_err() else {
+        panic!("expected validation errors");
+    };
+    let all = errors.join("\n");
+    for needle in ["intercept.cgroup", "bypass_mark", "`nohost`", "`x:0`", "unique"] {
+        assert!(all.contains(needle), "missing {needle} in {all}");
+    }
+}
+
+#[test]
+fn match_forms() {
+    assert_eq!("*:443".parse::<MatchAddr>(), Ok(MatchAddr::AnyAddr(443)));
+    assert_eq!(
+        "[::ffff:10.0.0.1]:80".parse::<MatchAddr>(),
+        Ok(MatchAddr::Socket("10.0.0.1:80".parse().unwrap())),
+        "v4-mapped addresses are canonicalised to IPv4"
+    );
+    assert_eq!(
+        "[fd00::17]:8443".parse::<MatchAddr>(),
+        Ok(MatchAddr::Socket("[fd00::17]:8443".parse().unwrap()))
+    );
+    assert!("bad host:80".parse::<MatchAddr>().is_err());
+}
+
+#[test]
+fn explicit_mode_needs_listen_and_upstream() {
+    let text = r#"
+[intercept]
+mode = "explicit"
+[[servers]]
+name = "a"
+"#;
+    let err = parse_config(text).unwrap_err().to_string();
+    assert!(err.contains("needs `listen`"), "{err}");
+    assert!(err.contains("needs `upstream`"), "{err}");
+}

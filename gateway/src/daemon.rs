@@ -1,0 +1,262 @@
+//! `mcpgw serve`: binds the listeners, starts interception, serves the admin socket, keeps
+//! targets resolved, and stops cleanly on SIGTERM/SIGINT.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::{
+    admin::{self, Handler, Request},
+    config::{Config, FailMode, InterceptMode, MatchAddr},
+    intercept::{
+        OrigDstSource,
+        ebpf::{self, EbpfInterception},
+        explicit::ExplicitOrigDst,
+        socket_factory::SocketFactory,
+        targets::{RemoveOutcome, TargetTable},
+    },
+    proxy::{Proxy, ProxyStats},
+};
+
+/// How long an upstream dial may take before the client's connection is closed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Daemon {
+    config: Config,
+    started: Instant,
+    listeners: Vec<SocketAddr>,
+    ebpf: Option<Arc<EbpfInterception>>,
+    targets: Mutex<TargetTable>,
+    proxy: Arc<Proxy>,
+}
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let state_dir = &config.gateway.state_dir;
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("creating state_dir {}", state_dir.display()))?;
+
+    let explicit = ExplicitOrigDst::new(&config.servers);
+    let listen_addrs = match config.intercept.mode {
+        InterceptMode::Ebpf => config.gateway.listen.clone(),
+        InterceptMode::Explicit => explicit.listen_addrs(),
+    };
+    // Listeners first: once the programs are attached, redirected connects must find them.
+    let mut listeners = Vec::new();
+    for addr in &listen_addrs {
+        let listener = bind_listener(*addr).with_context(|| format!("listening on {addr}"))?;
+        listeners.push(listener);
+    }
+
+    let mut targets = TargetTable::new(&config.servers, state_dir)?;
+    resolve_targets(&mut targets).await;
+
+    let (ebpf, orig_dst, sockets): (_, Arc<dyn OrigDstSource>, _) = match config.intercept.mode {
+        InterceptMode::Ebpf => {
+            let interception = Arc::new(EbpfInterception::start(
+                &config.intercept,
+                config.gateway.fail_mode,
+                &listen_addrs,
+            )?);
+            interception.sync_targets(&targets.keys())?;
+            let sockets = SocketFactory::new(Some(config.intercept.bypass_mark), CONNECT_TIMEOUT);
+            (Some(interception.clone()), interception as Arc<dyn OrigDstSource>, sockets)
+        }
+        InterceptMode::Explicit => (None, Arc::new(explicit) as _, SocketFactory::new(None, CONNECT_TIMEOUT)),
+    };
+
+    let proxy = Arc::new(Proxy {
+        orig_dst,
+        sockets,
+        stats: ProxyStats::default(),
+    });
+    for listener in listeners {
+        tokio::spawn(proxy.clone().serve(listener));
+    }
+
+    let admin_listener = admin::bind(&config.gateway.admin_socket, &config.gateway.admin_group).await?;
+    let daemon = Arc::new(Daemon {
+        started: Instant::now(),
+        listeners: listen_addrs,
+        ebpf,
+        targets: Mutex::new(targets),
+        proxy,
+        config,
+    });
+    tokio::spawn(admin::serve(
+        admin_listener,
+        daemon.config.gateway.admin_group.clone(),
+        daemon.clone(),
+    ));
+    tokio::spawn(refresh_targets(daemon.clone()));
+    tracing::info!(
+        mode = ?daemon.config.intercept.mode,
+        listeners = ?daemon.listeners,
+        admin_socket = %daemon.config.gateway.admin_socket.display(),
+        "mcpgw ready"
+    );
+
+    wait_for_shutdown().await;
+    tracing::info!("shutting down");
+    let _ = std::fs::remove_file(&daemon.config.gateway.admin_socket);
+    if daemon.config.gateway.fail_mode == FailMode::Open {
+        ebpf::unpin_all(&daemon.config.intercept.pin_dir);
+    }
+    // fail_mode closed: the pinned links stay, so intercepted connects are refused until
+    // the gateway is back.
+    Ok(())
+}
+
+fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        let s = tokio::net::TcpSocket::new_v6()?;
+        // [::1] must not also take IPv4: the v4 listener has its own port.
+        socket2::SockRef::from(&s).set_only_v6(true)?;
+        s
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+async fn resolve_targets(targets: &mut TargetTable) {
+    for host in targets.hosts() {
+        let answer = tokio::net::lookup_host((host.host.as_str(), host.port))
+            .await
+            .map(Iterator::collect);
+        targets.set_resolved(host, answer);
+    }
+}
+
+/// Host names in `match` can move: resolve them again every `dns_refresh`.
+async fn refresh_targets(daemon: Arc<Daemon>) {
+    let mut tick = tokio::time::interval(daemon.config.intercept.dns_refresh);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(error) = daemon.refresh().await {
+            tracing::warn!(%error, "refreshing targets failed");
+        }
+    }
+}
+
+async fn wait_for_shutdown() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers the process still ends on signals, just less tidily.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+impl Daemon {
+    async fn refresh(&self) -> anyhow::Result<()> {
+        let hosts = self.targets.lock().unwrap_or_else(|e| e.into_inner()).hosts();
+        let mut answers = Vec::new();
+        for host in hosts {
+            let answer = tokio::net::lookup_host((host.host.as_str(), host.port))
+                .await
+                .map(Iterator::collect);
+            answers.push((host, answer));
+        }
+        let keys = {
+            let mut targets = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+            for (host, answer) in answers {
+                targets.set_resolved(host, answer);
+            }
+            targets.keys()
+        };
+        if let Some(ebpf) = &self.ebpf {
+            ebpf.sync_targets(&keys)?;
+        }
+        Ok(())
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let mut counters = serde_json::Map::new();
+        if let Some(ebpf) = &self.ebpf {
+            for (name, value) in ebpf.counters() {
+                counters.insert(name.into(), value.into());
+            }
+        }
+        let stats = &self.proxy.stats;
+        counters.insert("accepted".into(), stats.accepted.load(Ordering::Relaxed).into());
+        counters.insert("forwarded".into(), stats.forwarded.load(Ordering::Relaxed).into());
+        counters.insert("failed".into(), stats.failed.load(Ordering::Relaxed).into());
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_secs": self.started.elapsed().as_secs(),
+            "mode": self.config.intercept.mode,
+            "fail_mode": self.config.gateway.fail_mode,
+            "cgroup": self.ebpf.as_ref().map(|e| e.cgroup().to_owned()),
+            "programs": self.ebpf.as_ref().map(|e| e.programs()).unwrap_or_default(),
+            "listeners": self.listeners.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "targets": self.targets.lock().unwrap_or_else(|e| e.into_inner()).view(),
+            "counters": counters,
+            "connections": stats.recent(),
+        })
+    }
+
+    fn targets_view(&self) -> serde_json::Value {
+        json!(self.targets.lock().unwrap_or_else(|e| e.into_inner()).view())
+    }
+}
+
+impl Handler for Daemon {
+    async fn handle(&self, request: Request) -> Result<serde_json::Value, String> {
+        match request {
+            Request::Status => Ok(self.status()),
+            Request::InterceptList => Ok(self.targets_view()),
+            Request::InterceptAdd { entry } | Request::InterceptRemove { entry }
+                if self.ebpf.is_none() =>
+            {
+                let _ = entry;
+                Err(crate::intercept::InterceptError::NotInterceptable.to_string())
+            }
+            Request::InterceptAdd { entry } => {
+                let entry: MatchAddr = entry.parse()?;
+                let added = self
+                    .targets
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .add(entry.clone())
+                    .map_err(|e| e.to_string())?;
+                self.refresh().await.map_err(|e| e.to_string())?;
+                if !added {
+                    return Err(format!("{entry} is already intercepted"));
+                }
+                Ok(self.targets_view())
+            }
+            Request::InterceptRemove { entry } => {
+                let entry: MatchAddr = entry.parse()?;
+                let outcome = self
+                    .targets
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&entry)
+                    .map_err(|e| e.to_string())?;
+                match outcome {
+                    RemoveOutcome::Removed => {
+                        self.refresh().await.map_err(|e| e.to_string())?;
+                        Ok(self.targets_view())
+                    }
+                    RemoveOutcome::Configured(server) => Err(format!(
+                        "{entry} comes from the configuration of server `{server}`; change the configuration to remove it"
+                    )),
+                    RemoveOutcome::NotFound => Err(format!("{entry} is not intercepted")),
+                }
+            }
+        }
+    }
+}

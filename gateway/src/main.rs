@@ -1,0 +1,165 @@
+//! mcpgw: the daemon (`mcpgw serve`) and the admin CLI in one binary.
+#![forbid(unsafe_code)]
+
+mod admin;
+mod config;
+mod daemon;
+mod intercept;
+mod proxy;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "mcpgw", version, about = "A host-resident gateway for MCP traffic")]
+struct Cli {
+    /// Admin socket of the daemon.
+    #[arg(long, global = true, default_value = "/run/mcpgw/admin.sock")]
+    socket: PathBuf,
+    /// Output format of admin commands.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway daemon.
+    Serve {
+        /// Configuration file; without it the embedded default is used.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Version, uptime, interception mode, attached programs, targets, counters.
+    Status,
+    /// Destinations whose connections are sent to the gateway.
+    Intercept {
+        #[command(subcommand)]
+        command: InterceptCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum InterceptCommand {
+    List,
+    /// Intercept HOST:PORT (IP, host name, or `*:PORT`) from now on; kept across restarts.
+    Add { target: String },
+    /// Stop intercepting a target added with `intercept add`.
+    Remove { target: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    match cli.command {
+        Command::Serve { config } => {
+            init_logging();
+            let config = match config::load(config.as_deref()) {
+                Ok(config) => config,
+                Err(e) => return fail(e.to_string()),
+            };
+            match runtime.block_on(daemon::serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(format!("{e:#}")),
+            }
+        }
+        Command::Status => admin_command(&runtime, &cli.socket, cli.output, admin::Request::Status),
+        Command::Intercept { command } => {
+            let request = match command {
+                InterceptCommand::List => admin::Request::InterceptList,
+                InterceptCommand::Add { target } => admin::Request::InterceptAdd { entry: target },
+                InterceptCommand::Remove { target } => admin::Request::InterceptRemove { entry: target },
+            };
+            admin_command(&runtime, &cli.socket, cli.output, request)
+        }
+    }
+}
+
+fn admin_command(
+    runtime: &tokio::runtime::Runtime,
+    socket: &std::path::Path,
+    output: Output,
+    request: admin::Request,
+) -> ExitCode {
+    let is_status = matches!(request, admin::Request::Status);
+    match runtime.block_on(admin::call(socket, &request)) {
+        Ok(result) => {
+            match output {
+                Output::Json => println!("{result}"),
+                Output::Table if is_status => print_status(&result),
+                Output::Table => print_targets(&result),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+fn fail(reason: String) -> ExitCode {
+    // One line on stderr, as scripts expect.
+    eprintln!("mcpgw: {}", reason.replace('\n', "; "));
+    ExitCode::FAILURE
+}
+
+fn init_logging() {
+    use tracing_subscriber::{EnvFilter, fmt};
+    let filter = EnvFilter::try_from_env("MCPGW_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // tracing-subscriber's init also routes the `log` crate (aya-log records) into tracing.
+    if std::env::var("MCPGW_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn print_status(status: &serde_json::Value) {
+    let s = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    println!("version     {}", s(&status["version"]));
+    println!("uptime      {}s", s(&status["uptime_secs"]));
+    println!("mode        {} (fail_mode {})", s(&status["mode"]), s(&status["fail_mode"]));
+    println!("cgroup      {}", s(&status["cgroup"]));
+    let programs: Vec<String> = status["programs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| format!("{}{}", s(&p["name"]), if p["pinned"] == true { " (pinned)" } else { "" }))
+        .collect();
+    println!("programs    {}", if programs.is_empty() { "-".into() } else { programs.join(", ") });
+    let listeners: Vec<String> = status["listeners"].as_array().into_iter().flatten().map(s).collect();
+    println!("listeners   {}", listeners.join(", "));
+    if let Some(counters) = status["counters"].as_object() {
+        let text: Vec<String> = counters.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("counters    {}", text.join(" "));
+    }
+    println!("targets");
+    print_targets(&status["targets"]);
+}
+
+fn print_targets(targets: &serde_json::Value) {
+    println!("  {:<40} {:<24} ADDRESSES", "ENTRY", "SOURCE");
+    for t in targets.as_array().into_iter().flatten() {
+        let addrs: Vec<&str> = t["addresses"].as_array().into_iter().flatten().filter_map(|a| a.as_str()).collect();
+        println!(
+            "  {:<40} {:<24} {}",
+            t["entry"].as_str().unwrap_or("-"),
+            t["source"].as_str().unwrap_or("-"),
+            if addrs.is_empty() { "(unresolved)".to_string() } else { addrs.join(", ") }
+        );
+    }
+}

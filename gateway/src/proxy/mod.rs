@@ -1,0 +1,161 @@
+//! The data path for now: accepted connections are forwarded byte for byte to their original
+//! destination (L4 pass-through, both directions, half-close respected). A connection whose
+//! destination cannot be established is closed, never forwarded anywhere else.
+
+use std::{
+    collections::VecDeque,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use serde::Serialize;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::intercept::{ClientAddr, ListenAddr, OrigDstSource, socket_factory::SocketFactory};
+
+/// How many finished connections `mcpgw status` shows.
+const RECENT_CONNECTIONS: usize = 256;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionRecord {
+    pub client: String,
+    pub orig_dst: Option<String>,
+    pub pid: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub cgroup_id: Option<u64>,
+    pub exe: Option<String>,
+    pub cgroup: Option<String>,
+    pub outcome: String,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+}
+
+#[derive(Default)]
+pub struct ProxyStats {
+    pub accepted: AtomicU64,
+    pub forwarded: AtomicU64,
+    pub failed: AtomicU64,
+    recent: Mutex<VecDeque<ConnectionRecord>>,
+}
+
+impl ProxyStats {
+    fn remember(&self, record: ConnectionRecord) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() == RECENT_CONNECTIONS {
+            recent.pop_front();
+        }
+        recent.push_back(record);
+    }
+
+    pub fn recent(&self) -> Vec<ConnectionRecord> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+    }
+}
+
+pub struct Proxy {
+    pub orig_dst: Arc<dyn OrigDstSource>,
+    pub sockets: SocketFactory,
+    pub stats: ProxyStats,
+}
+
+impl Proxy {
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    let proxy = self.clone();
+                    tokio::spawn(async move { proxy.handle(stream, peer).await });
+                }
+                Err(error) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    async fn handle(&self, mut client: TcpStream, peer: SocketAddr) {
+        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        let mut record = ConnectionRecord {
+            client: peer.to_string(),
+            orig_dst: None,
+            pid: None,
+            uid: None,
+            gid: None,
+            cgroup_id: None,
+            exe: None,
+            cgroup: None,
+            outcome: String::new(),
+            bytes_up: 0,
+            bytes_down: 0,
+        };
+        let outcome = self.forward(&mut client, peer, &mut record).await;
+        match outcome {
+            Ok(()) => {
+                self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+                record.outcome = "forwarded".into();
+                tracing::info!(
+                    client = %record.client,
+                    orig_dst = record.orig_dst.as_deref().unwrap_or("-"),
+                    pid = ?record.pid,
+                    uid = ?record.uid,
+                    exe = record.exe.as_deref().unwrap_or("-"),
+                    up = record.bytes_up,
+                    down = record.bytes_down,
+                    "connection closed"
+                );
+            }
+            Err(reason) => {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(client = %record.client, orig_dst = record.orig_dst.as_deref().unwrap_or("-"), %reason, "connection refused by gateway");
+                record.outcome = format!("failed: {reason}");
+            }
+        }
+        self.stats.remember(record);
+    }
+
+    async fn forward(
+        &self,
+        client: &mut TcpStream,
+        peer: SocketAddr,
+        record: &mut ConnectionRecord,
+    ) -> Result<(), String> {
+        let local = client.local_addr().map_err(|e| format!("local address: {e}"))?;
+        let orig = self
+            .orig_dst
+            .orig_dst(ClientAddr(peer), ListenAddr(local))
+            .map_err(|e| e.to_string())?;
+        record.orig_dst = Some(orig.destination.to_string());
+        if let Some(p) = &orig.process {
+            record.pid = Some(p.pid);
+            record.uid = Some(p.uid);
+            record.gid = Some(p.gid);
+            record.cgroup_id = Some(p.cgroup_id);
+            record.exe = p.exe.as_ref().map(|e| e.display().to_string());
+            record.cgroup = p.cgroup.clone();
+        }
+        let _ = client.set_nodelay(true);
+        let mut upstream = self
+            .sockets
+            .connect(&orig.destination)
+            .await
+            .map_err(|e| format!("upstream {}: {e}", orig.destination))?;
+        // copy_bidirectional shuts down each write side when the other side's read ends,
+        // which carries a client's half-close through to the server and back.
+        match tokio::io::copy_bidirectional(client, &mut upstream).await {
+            Ok((up, down)) => {
+                record.bytes_up = up;
+                record.bytes_down = down;
+                Ok(())
+            }
+            // A reset after data flowed is the peer's choice, not a gateway failure.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(()),
+            Err(e) => Err(format!("relay: {e}")),
+        }
+    }
+}

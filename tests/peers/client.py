@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Client for the mcpgw end-to-end tests.
+
+Usage: client.py HOST PORT [--family 4|6|mapped] [--payload TEXT]
+
+Connects, sends the payload, half-closes (shutdown write), reads until EOF and
+prints one JSON line: pid, uid, peername, sockname, server_saw (from the echo
+server's "peer=" line), sent, echo, error. A failed connect is reported in
+"error" (e.g. "ConnectionRefusedError") with exit code 0, so tests can assert
+on fail-closed behaviour.
+"""
+import argparse
+import json
+import os
+import socket
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("host")
+    ap.add_argument("port", type=int)
+    ap.add_argument("--family", choices=["4", "6", "mapped"], default="4")
+    ap.add_argument("--payload", default=None)
+    ap.add_argument("--timeout", type=float, default=10.0)
+    a = ap.parse_args()
+
+    payload = a.payload
+    if payload is None:
+        payload = f"hello from pid {os.getpid()}\n" + "x" * 4096 + "\nbye\n"
+    out = {
+        "pid": os.getpid(),
+        "uid": os.getuid(),
+        "peername": None,
+        "sockname": None,
+        "server_saw": None,
+        "sent": payload,
+        "echo": None,
+        "error": None,
+    }
+    if a.family == "4":
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        dst = (a.host, a.port)
+    elif a.family == "6":
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        dst = (a.host, a.port)
+    else:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        dst = ("::ffff:" + a.host, a.port)
+    s.settimeout(a.timeout)
+    try:
+        s.connect(dst)
+        out["peername"] = list(s.getpeername()[:2])
+        out["sockname"] = list(s.getsockname()[:2])
+        s.sendall(payload.encode())
+        s.shutdown(socket.SHUT_WR)
+        buf = bytearray()
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            buf += data
+        text = buf.decode(errors="replace")
+        line, nl, rest = text.partition("\n")
+        if nl and line.startswith("peer="):
+            ip, _, port = line[len("peer="):].rpartition(" ")
+            out["server_saw"] = [ip, int(port)]
+            out["echo"] = rest
+        else:
+            out["echo"] = text
+    except OSError as e:
+        out["error"] = type(e).__name__ if type(e) is not OSError else f"OSError: {e}"
+    finally:
+        s.close()
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,268 @@
+//! Root tests of transparent interception (eBPF mode) and explicit mode.
+//!
+//! Each test builds its own namespace, cgroup, echo server and gateway; run with
+//! `--test-threads=1`. Locals are declared world-first so they drop in reverse:
+//! gateway (unpins links) → servers → cgroup → namespace.
+
+use mcpgw_tests::*;
+use serde_json::Value;
+use std::net::SocketAddr;
+
+const V4_TARGET: &str = "10.0.3.17:8443";
+const V6_TARGET: &str = "[fd00::17]:8443";
+const NON_TARGET: &str = "10.0.3.17:9000";
+
+/// Namespace, cgroup, echo servers on the targets and the non-target, gateway in
+/// the cgroup. Field order is drop order.
+struct World {
+    gw: Gateway,
+    _echo: Proc,
+    cg: Cgroup,
+    ns: Netns,
+}
+
+fn world(fail_mode: &str) -> World {
+    let ns = Netns::new().expect("netns");
+    let cg = Cgroup::new().expect("cgroup");
+    let echo = echo_server(&ns, &[V4_TARGET, V6_TARGET, NON_TARGET]).expect("echo server");
+    let cfg = ebpf_config(&cg, fail_mode, &[V4_TARGET, V6_TARGET]);
+    let gw = Gateway::start(&ns, Some(&cg), &cfg).expect("gateway");
+    World { gw, _echo: echo, cg, ns }
+}
+
+fn ctx(r: &ClientReport, gw: &Gateway) -> String {
+    format!("client: {}\nstatus: {}\n--- gateway log ---\n{}", r.raw, gw.status(), gw.log())
+}
+
+/// A nobody client in the cgroup dials `target`; it must be redirected through
+/// the gateway, attributed, and see the original destination as its peer.
+fn assert_redirected(w: &World, host: &str, family: Family, target: &str) {
+    let target = sa(target);
+    let before = w.gw.counter("redirected");
+    let r = client_in_cgroup(&w.ns, &w.cg, host, target.port(), family).expect("client");
+    r.assert_echoed();
+    assert_eq!(r.uid, NOBODY);
+    assert_eq!(r.peername, Some(target), "getpeername must show the original destination\n{}", ctx(&r, &w.gw));
+    assert!(!r.went_direct(), "server saw the client's own socket: not redirected\n{}", ctx(&r, &w.gw));
+
+    let conn = w
+        .gw
+        .wait_connection_of(target, Some(r.pid))
+        .unwrap_or_else(|| panic!("no status.connections entry for {target} pid {}\n{}", r.pid, ctx(&r, &w.gw)));
+    assert_eq!(conn["uid"].as_u64(), Some(NOBODY as u64), "{conn}");
+    assert_eq!(conn["gid"].as_u64(), Some(NOBODY as u64), "{conn}");
+    assert_eq!(conn["cgroup"].as_str(), Some(w.cg.path_in_hierarchy().as_str()), "{conn}");
+    assert!(
+        w.gw.wait_counter_above("redirected", before).is_some(),
+        "counters.redirected did not grow past {before}\n{}",
+        ctx(&r, &w.gw)
+    );
+}
+
+#[test]
+fn ipv4_target_is_redirected() {
+    if !require_root() {
+        return;
+    }
+    let w = world("closed");
+    assert_redirected(&w, "10.0.3.17", Family::V4, V4_TARGET);
+}
+
+#[test]
+fn ipv6_target_is_redirected() {
+    if !require_root() {
+        return;
+    }
+    let w = world("closed");
+    assert_redirected(&w, "fd00::17", Family::V6, V6_TARGET);
+}
+
+#[test]
+fn v4_mapped_target_is_redirected() {
+    if !require_root() {
+        return;
+    }
+    let w = world("closed");
+    // The dual-stack socket dials ::ffff:10.0.3.17; addresses are compared
+    // normalised, so orig_dst may be reported either way.
+    assert_redirected(&w, "10.0.3.17", Family::Mapped, V4_TARGET);
+}
+
+#[test]
+fn gateway_own_dials_bypass_interception() {
+    if !require_root() {
+        return;
+    }
+    // The gateway runs inside the intercepted cgroup: a successful echo at all
+    // means its upstream dial was not looped back to itself.
+    let w = world("closed");
+    assert_redirected(&w, "10.0.3.17", Family::V4, V4_TARGET);
+    let bypassed = w.gw.wait_counter_above("bypassed", 0);
+    assert!(bypassed.is_some(), "counters.bypassed stayed 0: {}", w.gw.status());
+}
+
+#[test]
+fn non_target_port_is_untouched() {
+    if !require_root() {
+        return;
+    }
+    let w = world("closed");
+    let before = w.gw.counter("redirected");
+    let r = client_in_cgroup(&w.ns, &w.cg, "10.0.3.17", 9000, Family::V4).expect("client");
+    r.assert_echoed();
+    assert!(r.went_direct(), "non-target connection was altered\n{}", ctx(&r, &w.gw));
+    assert_eq!(r.peername, Some(sa(NON_TARGET)));
+    assert_eq!(w.gw.counter("redirected"), before, "redirected counted a non-target");
+}
+
+#[test]
+fn process_outside_cgroup_is_untouched() {
+    if !require_root() {
+        return;
+    }
+    let w = world("closed");
+    let before = w.gw.counter("redirected");
+    let r = client_in_netns(&w.ns, "10.0.3.17", 8443, Family::V4).expect("client");
+    r.assert_echoed();
+    assert!(r.went_direct(), "client outside the cgroup was redirected\n{}", ctx(&r, &w.gw));
+    assert_eq!(w.gw.counter("redirected"), before);
+}
+
+#[test]
+fn fail_closed_refuses_after_gateway_dies() {
+    if !require_root() {
+        return;
+    }
+    let mut w = world("closed");
+    assert_redirected(&w, "10.0.3.17", Family::V4, V4_TARGET);
+    w.gw.kill9();
+    for (host, family) in [("10.0.3.17", Family::V4), ("fd00::17", Family::V6)] {
+        let r = client_in_cgroup(&w.ns, &w.cg, host, 8443, family).expect("client");
+        assert_eq!(
+            r.error.as_deref(),
+            Some("ConnectionRefusedError"),
+            "fail_mode=closed must refuse target connections with the gateway dead: {}\n{}",
+            r.raw,
+            w.gw.log()
+        );
+    }
+    // Non-targets keep working while the programs stay attached.
+    let r = client_in_cgroup(&w.ns, &w.cg, "10.0.3.17", 9000, Family::V4).expect("client");
+    r.assert_echoed();
+    assert!(r.went_direct());
+}
+
+#[test]
+fn fail_open_goes_direct_after_gateway_dies() {
+    if !require_root() {
+        return;
+    }
+    let mut w = world("open");
+    assert_redirected(&w, "10.0.3.17", Family::V4, V4_TARGET);
+    w.gw.kill9();
+    // Detaching links after the owner dies is asynchronous in the kernel, so poll
+    // (bounded) for the first direct connection.
+    let mut last: Option<ClientReport> = None;
+    let ok = wait_for(std::time::Duration::from_secs(10), || {
+        let r = client_in_cgroup(&w.ns, &w.cg, "10.0.3.17", 8443, Family::V4).ok()?;
+        let direct = r.error.is_none() && r.went_direct();
+        last = Some(r);
+        direct.then_some(())
+    });
+    let last = last.expect("client ran");
+    assert!(ok.is_some(), "fail_mode=open: still not direct after gateway death: {}\n{}", last.raw, w.gw.log());
+    last.assert_echoed();
+}
+
+#[test]
+fn runtime_targets_add_and_remove() {
+    if !require_root() {
+        return;
+    }
+    let w = world("closed");
+    let target = sa(NON_TARGET);
+
+    w.gw.cli_ok(&["intercept", "add", NON_TARGET]);
+    let list = w.gw.cli_ok(&["intercept", "list"]);
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains(NON_TARGET),
+        "intercept list lacks the added target: {}",
+        String::from_utf8_lossy(&list.stdout)
+    );
+    let targets = w.gw.status()["targets"].clone();
+    assert!(has_target(&targets, NON_TARGET), "status.targets lacks {NON_TARGET}: {targets}");
+
+    let r = client_in_cgroup(&w.ns, &w.cg, "10.0.3.17", 9000, Family::V4).expect("client");
+    r.assert_echoed();
+    assert!(!r.went_direct(), "added target was not redirected\n{}", ctx(&r, &w.gw));
+    assert_eq!(r.peername, Some(target));
+    assert!(
+        w.gw.wait_connection_of(target, Some(r.pid)).is_some(),
+        "no connection entry for the added target\n{}",
+        ctx(&r, &w.gw)
+    );
+
+    w.gw.cli_ok(&["intercept", "remove", NON_TARGET]);
+    let targets = w.gw.status()["targets"].clone();
+    assert!(!has_target(&targets, NON_TARGET), "removed target still listed: {targets}");
+    let r = client_in_cgroup(&w.ns, &w.cg, "10.0.3.17", 9000, Family::V4).expect("client");
+    r.assert_echoed();
+    assert!(r.went_direct(), "removed target is still redirected\n{}", ctx(&r, &w.gw));
+}
+
+fn has_target(targets: &Value, entry: &str) -> bool {
+    targets
+        .as_array()
+        .is_some_and(|a| a.iter().any(|t| t["entry"].as_str() == Some(entry)))
+}
+
+#[test]
+fn status_reports_ebpf_setup() {
+    if !require_root() {
+        return;
+    }
+    let w = world("closed");
+    let st = w.gw.status();
+    assert_eq!(st["mode"], "ebpf", "{st}");
+    assert_eq!(st["fail_mode"], "closed", "{st}");
+    assert_eq!(st["cgroup"].as_str(), Some(w.cg.path_in_hierarchy().as_str()), "{st}");
+    let programs = st["programs"].as_array().expect("programs array");
+    assert!(!programs.is_empty(), "{st}");
+    assert!(programs.iter().all(|p| p["pinned"] == true), "fail_mode=closed must pin: {st}");
+    assert!(has_target(&st["targets"], V4_TARGET), "{st}");
+    assert!(has_target(&st["targets"], V6_TARGET), "{st}");
+}
+
+#[test]
+fn explicit_mode_forwards_to_upstream() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new().expect("netns");
+    let _echo = echo_server(&ns, &[V4_TARGET]).expect("echo server");
+    let cfg = r#"[gateway]
+state_dir    = "@DIR@/state"
+admin_socket = "@DIR@/admin.sock"
+fail_mode    = "closed"
+
+[intercept]
+mode = "explicit"
+
+[[servers]]
+name     = "echo"
+listen   = "127.0.0.1:18001"
+upstream = "tcp://10.0.3.17:8443"
+"#;
+    let gw = Gateway::start(&ns, None, cfg).expect("gateway");
+    assert_eq!(gw.status()["mode"], "explicit");
+
+    let r = client_in_netns(&ns, "127.0.0.1", 18001, Family::V4).expect("client");
+    r.assert_echoed();
+    assert_eq!(r.peername, Some(sa("127.0.0.1:18001")));
+    assert!(!r.went_direct(), "{}", ctx(&r, &gw));
+    let upstream: SocketAddr = sa(V4_TARGET);
+    let conn = gw
+        .wait_connection_of(upstream, None)
+        .unwrap_or_else(|| panic!("no connection entry with orig_dst {upstream}\n{}", ctx(&r, &gw)));
+    assert!(conn["pid"].is_null(), "explicit mode has no kernel attribution: {conn}");
+}
