@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::{BPF_ANY, BPF_SOCK_OPS_TCP_CONNECT_CB},
+    bindings::{BPF_ANY, BPF_SOCK_OPS_TCP_CONNECT_CB, bpf_sock_addr, bpf_sock_ops},
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         bpf_get_socket_cookie, bpf_getsockopt,
@@ -17,6 +17,94 @@ use gateway_ebpf::{
     TargetKey, as_v4, counter, port_from_sock_ops_remote, port_from_user_port,
     user_port_from_port, v4_mapped,
 };
+
+// The verifier only accepts context accesses as `*(ctx + constant)` with the context
+// pointer itself in the register. LLVM likes to precompute `ctx + offset` into another
+// register and load relative to that, which the verifier rejects ("dereference of modified
+// ctx ptr"). One small non-inlined function per offset always compiles to the accepted form.
+
+/// Reads the u32 context field at byte offset `OFF`.
+///
+/// # Safety
+/// `ctx` is the program's context and `OFF` the offset of a readable u32 field of it.
+#[inline(never)]
+unsafe fn ctx_get<const OFF: usize>(ctx: *const u8) -> u32 {
+    // SAFETY: see the function's contract.
+    unsafe { core::ptr::read_volatile(ctx.add(OFF).cast::<u32>()) }
+}
+
+/// Writes the u32 context field at byte offset `OFF`.
+///
+/// # Safety
+/// `ctx` is the program's context and `OFF` the offset of a u32 field this program type may write.
+#[inline(never)]
+unsafe fn ctx_set<const OFF: usize>(ctx: *mut u8, value: u32) {
+    // SAFETY: see the function's contract.
+    unsafe { core::ptr::write_volatile(ctx.add(OFF).cast::<u32>(), value) }
+}
+
+/// `get!(ctx_ptr, Type, field[, word])` / `set!(ctx_ptr, Type, field[, word], value)`.
+macro_rules! get {
+    ($ctx:expr, $ty:ty, $field:ident) => {
+        ctx_get::<{ core::mem::offset_of!($ty, $field) }>($ctx.cast())
+    };
+    ($ctx:expr, $ty:ty, $field:ident, $word:literal) => {
+        ctx_get::<{ core::mem::offset_of!($ty, $field) + 4 * $word }>($ctx.cast())
+    };
+}
+macro_rules! set {
+    ($ctx:expr, $ty:ty, $field:ident, $value:expr) => {
+        ctx_set::<{ core::mem::offset_of!($ty, $field) }>($ctx.cast(), $value)
+    };
+    ($ctx:expr, $ty:ty, $field:ident, $word:literal, $value:expr) => {
+        ctx_set::<{ core::mem::offset_of!($ty, $field) + 4 * $word }>($ctx.cast(), $value)
+    };
+}
+
+/// A 16-byte address stored in a context field as four network-order words.
+macro_rules! get_ip6 {
+    ($ctx:expr, $ty:ty, $field:ident) => {
+        words_to_bytes([
+            get!($ctx, $ty, $field, 0),
+            get!($ctx, $ty, $field, 1),
+            get!($ctx, $ty, $field, 2),
+            get!($ctx, $ty, $field, 3),
+        ])
+    };
+}
+macro_rules! set_ip6 {
+    ($ctx:expr, $ty:ty, $field:ident, $addr:expr) => {{
+        let v = bytes_to_words($addr);
+        set!($ctx, $ty, $field, 0, v[0]);
+        set!($ctx, $ty, $field, 1, v[1]);
+        set!($ctx, $ty, $field, 2, v[2]);
+        set!($ctx, $ty, $field, 3, v[3]);
+    }};
+}
+
+fn words_to_bytes(words: [u32; 4]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let mut i = 0;
+    while i < 4 {
+        let b = words[i].to_ne_bytes();
+        out[i * 4] = b[0];
+        out[i * 4 + 1] = b[1];
+        out[i * 4 + 2] = b[2];
+        out[i * 4 + 3] = b[3];
+        i += 1;
+    }
+    out
+}
+
+fn bytes_to_words(bytes: [u8; 16]) -> [u32; 4] {
+    let mut out = [0u32; 4];
+    let mut i = 0;
+    while i < 4 {
+        out[i] = u32::from_ne_bytes([bytes[i * 4], bytes[i * 4 + 1], bytes[i * 4 + 2], bytes[i * 4 + 3]]);
+        i += 1;
+    }
+    out
+}
 
 /// Return value of cgroup sock_addr/sock_ops programs that lets the syscall proceed.
 const ALLOW: i32 = 1;
@@ -83,7 +171,7 @@ fn has_bypass_mark(ctx: &SockAddrContext, mark: u32) -> bool {
 /// Returns the listen port to redirect to.
 fn redirect_port(ctx: &SockAddrContext, addr: [u8; 16], port: u16, family: u32) -> Option<u16> {
     // SAFETY: reading fields of the kernel-provided context.
-    let sock_type = unsafe { (*ctx.sock_addr).type_ };
+    let sock_type = unsafe { get!(ctx.sock_addr, bpf_sock_addr, type_) };
     if sock_type != SOCK_STREAM {
         return None;
     }
@@ -136,11 +224,11 @@ pub fn connect4(ctx: SockAddrContext) -> i32 {
     // SAFETY: reading and writing the fields the kernel allows for connect4.
     unsafe {
         let sa = ctx.sock_addr;
-        let addr = v4_mapped((*sa).user_ip4.to_ne_bytes());
-        let port = port_from_user_port((*sa).user_port);
+        let addr = v4_mapped(get!(sa, bpf_sock_addr, user_ip4).to_ne_bytes());
+        let port = port_from_user_port(get!(sa, bpf_sock_addr, user_port));
         if let Some(listen_port) = redirect_port(&ctx, addr, port, AF_INET) {
-            (*sa).user_ip4 = u32::from_ne_bytes(LOOPBACK_V4);
-            (*sa).user_port = user_port_from_port(listen_port);
+            set!(sa, bpf_sock_addr, user_ip4, u32::from_ne_bytes(LOOPBACK_V4));
+            set!(sa, bpf_sock_addr, user_port, user_port_from_port(listen_port));
         }
     }
     ALLOW
@@ -151,12 +239,12 @@ pub fn connect6(ctx: SockAddrContext) -> i32 {
     // SAFETY: reading and writing the fields the kernel allows for connect6.
     unsafe {
         let sa = ctx.sock_addr;
-        let addr = words_to_bytes((*sa).user_ip6);
-        let port = port_from_user_port((*sa).user_port);
+        let addr = get_ip6!(sa, bpf_sock_addr, user_ip6);
+        let port = port_from_user_port(get!(sa, bpf_sock_addr, user_port));
         if let Some(listen_port) = redirect_port(&ctx, addr, port, AF_INET6) {
             let to = if as_v4(&addr).is_some() { v4_mapped(LOOPBACK_V4) } else { LOOPBACK_V6 };
-            (*sa).user_ip6 = bytes_to_words(to);
-            (*sa).user_port = user_port_from_port(listen_port);
+            set_ip6!(sa, bpf_sock_addr, user_ip6, to);
+            set!(sa, bpf_sock_addr, user_port, user_port_from_port(listen_port));
         }
     }
     ALLOW
@@ -166,7 +254,9 @@ pub fn connect6(ctx: SockAddrContext) -> i32 {
 /// the gateway will see on accept.
 #[sock_ops]
 pub fn sock_ops(ctx: SockOpsContext) -> u32 {
-    if ctx.op() != BPF_SOCK_OPS_TCP_CONNECT_CB {
+    let ops = ctx.ops;
+    // SAFETY: reading fields of the kernel-provided context.
+    if unsafe { get!(ops, bpf_sock_ops, op) } != BPF_SOCK_OPS_TCP_CONNECT_CB {
         return ALLOW as u32;
     }
     // SAFETY: helper without preconditions for sock_ops.
@@ -175,16 +265,25 @@ pub fn sock_ops(ctx: SockOpsContext) -> u32 {
     let Some(entry) = (unsafe { ORIG_BY_COOKIE.get(cookie) }).copied() else {
         return ALLOW as u32;
     };
-    let (client_addr, gateway_addr) = if ctx.family() == AF_INET {
-        (v4_mapped(ctx.local_ip4().to_ne_bytes()), v4_mapped(ctx.remote_ip4().to_ne_bytes()))
-    } else {
-        (words_to_bytes(ctx.local_ip6()), words_to_bytes(ctx.remote_ip6()))
-    };
-    let key = ConnKey {
-        client_addr,
-        gateway_addr,
-        client_port: ctx.local_port() as u16,
-        gateway_port: port_from_sock_ops_remote(ctx.remote_port()),
+    // SAFETY: reading fields of the kernel-provided context.
+    let key = unsafe {
+        let (client_addr, gateway_addr) = if get!(ops, bpf_sock_ops, family) == AF_INET {
+            (
+                v4_mapped(get!(ops, bpf_sock_ops, local_ip4).to_ne_bytes()),
+                v4_mapped(get!(ops, bpf_sock_ops, remote_ip4).to_ne_bytes()),
+            )
+        } else {
+            (
+                get_ip6!(ops, bpf_sock_ops, local_ip6),
+                get_ip6!(ops, bpf_sock_ops, remote_ip6),
+            )
+        };
+        ConnKey {
+            client_addr,
+            gateway_addr,
+            client_port: get!(ops, bpf_sock_ops, local_port) as u16,
+            gateway_port: port_from_sock_ops_remote(get!(ops, bpf_sock_ops, remote_port)),
+        }
     };
     if ORIG_BY_CONN.insert(key, entry, BPF_ANY as u64).is_err() {
         count(counter::ERRORS);
@@ -217,12 +316,12 @@ pub fn getpeername4(ctx: SockAddrContext) -> i32 {
     // SAFETY: reading and writing the fields the kernel allows for getpeername4.
     unsafe {
         let sa = ctx.sock_addr;
-        let peer = v4_mapped((*sa).user_ip4.to_ne_bytes());
-        let port = port_from_user_port((*sa).user_port);
+        let peer = v4_mapped(get!(sa, bpf_sock_addr, user_ip4).to_ne_bytes());
+        let port = port_from_user_port(get!(sa, bpf_sock_addr, user_port));
         if let Some(entry) = original_peer(&ctx, peer, port) {
             if let Some(v4) = as_v4(&entry.addr) {
-                (*sa).user_ip4 = u32::from_ne_bytes(v4);
-                (*sa).user_port = user_port_from_port(entry.port);
+                set!(sa, bpf_sock_addr, user_ip4, u32::from_ne_bytes(v4));
+                set!(sa, bpf_sock_addr, user_port, user_port_from_port(entry.port));
             }
         }
     }
@@ -234,36 +333,13 @@ pub fn getpeername6(ctx: SockAddrContext) -> i32 {
     // SAFETY: reading and writing the fields the kernel allows for getpeername6.
     unsafe {
         let sa = ctx.sock_addr;
-        let peer = words_to_bytes((*sa).user_ip6);
-        let port = port_from_user_port((*sa).user_port);
+        let peer = get_ip6!(sa, bpf_sock_addr, user_ip6);
+        let port = port_from_user_port(get!(sa, bpf_sock_addr, user_port));
         if let Some(entry) = original_peer(&ctx, peer, port) {
-            (*sa).user_ip6 = bytes_to_words(entry.addr);
-            (*sa).user_port = user_port_from_port(entry.port);
+            set_ip6!(sa, bpf_sock_addr, user_ip6, entry.addr);
+            set!(sa, bpf_sock_addr, user_port, user_port_from_port(entry.port));
         }
     }
     ALLOW
 }
 
-fn words_to_bytes(words: [u32; 4]) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    let mut i = 0;
-    while i < 4 {
-        let b = words[i].to_ne_bytes();
-        out[i * 4] = b[0];
-        out[i * 4 + 1] = b[1];
-        out[i * 4 + 2] = b[2];
-        out[i * 4 + 3] = b[3];
-        i += 1;
-    }
-    out
-}
-
-fn bytes_to_words(bytes: [u8; 16]) -> [u32; 4] {
-    let mut out = [0u32; 4];
-    let mut i = 0;
-    while i < 4 {
-        out[i] = u32::from_ne_bytes([bytes[i * 4], bytes[i * 4 + 1], bytes[i * 4 + 2], bytes[i * 4 + 3]]);
-        i += 1;
-    }
-    out
-}
