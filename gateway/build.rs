@@ -1,6 +1,6 @@
 //! Builds the eBPF programs (gateway-ebpf, bpfel-unknown-none, nightly) so a plain
 //! `cargo build` produces a gateway with its programs embedded.
-use anyhow::{Context as _, anyhow};
+use anyhow::{anyhow, Context as _};
 use aya_build::{Package, Toolchain};
 
 fn main() -> anyhow::Result<()> {

@@ -26,7 +26,11 @@ pub struct TargetKey {
 
 impl TargetKey {
     pub const fn new(addr: [u8; 16], port: u16) -> Self {
-        Self { addr, port, _pad: [0; 2] }
+        Self {
+            addr,
+            port,
+            _pad: [0; 2],
+        }
     }
 
     pub const fn wildcard(port: u16) -> Self {

@@ -1,8 +1,10 @@
-#![expect(unsafe_code, reason = "eBPF context access and helpers are unsafe by nature")]
+#![expect(
+    unsafe_code,
+    reason = "eBPF context access and helpers are unsafe by nature"
+)]
 
 use aya_ebpf::{
-    EbpfContext,
-    bindings::{BPF_ANY, BPF_SOCK_OPS_TCP_CONNECT_CB, bpf_sock_addr, bpf_sock_ops},
+    bindings::{bpf_sock_addr, bpf_sock_ops, BPF_ANY, BPF_SOCK_OPS_TCP_CONNECT_CB},
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         bpf_get_socket_cookie, bpf_getsockopt,
@@ -10,12 +12,13 @@ use aya_ebpf::{
     macros::{cgroup_sock_addr, map, sock_ops},
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
     programs::{SockAddrContext, SockOpsContext},
+    EbpfContext,
 };
 use aya_log_ebpf::{debug, warn};
 use gateway_ebpf::{
-    AF_INET, AF_INET6, CONN_TABLE_SIZE, ConnKey, OrigDstEntry, Settings, TARGET_TABLE_SIZE,
-    TargetKey, as_v4, counter, port_from_sock_ops_remote, port_from_user_port,
-    user_port_from_port, v4_mapped,
+    as_v4, counter, port_from_sock_ops_remote, port_from_user_port, user_port_from_port, v4_mapped,
+    ConnKey, OrigDstEntry, Settings, TargetKey, AF_INET, AF_INET6, CONN_TABLE_SIZE,
+    TARGET_TABLE_SIZE,
 };
 
 // The verifier only accepts context accesses as `*(ctx + constant)` with the context
@@ -100,7 +103,12 @@ fn bytes_to_words(bytes: [u8; 16]) -> [u32; 4] {
     let mut out = [0u32; 4];
     let mut i = 0;
     while i < 4 {
-        out[i] = u32::from_ne_bytes([bytes[i * 4], bytes[i * 4 + 1], bytes[i * 4 + 2], bytes[i * 4 + 3]]);
+        out[i] = u32::from_ne_bytes([
+            bytes[i * 4],
+            bytes[i * 4 + 1],
+            bytes[i * 4 + 2],
+            bytes[i * 4 + 3],
+        ]);
         i += 1;
     }
     out
@@ -177,7 +185,11 @@ fn redirect_port(ctx: &SockAddrContext, addr: [u8; 16], port: u16, family: u32) 
     }
     let settings = settings()?;
     let mapped = as_v4(&addr).is_some();
-    let listen_port = if mapped { settings.listen_port_v4 } else { settings.listen_port_v6 };
+    let listen_port = if mapped {
+        settings.listen_port_v4
+    } else {
+        settings.listen_port_v6
+    };
     if listen_port == 0 {
         return None;
     }
@@ -197,8 +209,12 @@ fn redirect_port(ctx: &SockAddrContext, addr: [u8; 16], port: u16, family: u32) 
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
     // SAFETY: helpers without preconditions in this program type.
-    let (cookie, cgroup_id) =
-        unsafe { (bpf_get_socket_cookie(ctx.as_ptr()), bpf_get_current_cgroup_id()) };
+    let (cookie, cgroup_id) = unsafe {
+        (
+            bpf_get_socket_cookie(ctx.as_ptr()),
+            bpf_get_current_cgroup_id(),
+        )
+    };
     let entry = OrigDstEntry {
         addr,
         port,
@@ -208,10 +224,16 @@ fn redirect_port(ctx: &SockAddrContext, addr: [u8; 16], port: u16, family: u32) 
         gid: (uid_gid >> 32) as u32,
         cgroup_id,
     };
-    if ORIG_BY_COOKIE.insert(cookie, entry, BPF_ANY as u64).is_err() {
+    if ORIG_BY_COOKIE
+        .insert(cookie, entry, BPF_ANY as u64)
+        .is_err()
+    {
         // Without the entry the gateway could not tell where to go: leave the connect alone.
         count(counter::ERRORS);
-        warn!(ctx, "mcpgw: cannot store original destination; connect not redirected");
+        warn!(
+            ctx,
+            "mcpgw: cannot store original destination; connect not redirected"
+        );
         return None;
     }
     count(counter::REDIRECTED);
@@ -228,7 +250,12 @@ pub fn connect4(ctx: SockAddrContext) -> i32 {
         let port = port_from_user_port(get!(sa, bpf_sock_addr, user_port));
         if let Some(listen_port) = redirect_port(&ctx, addr, port, AF_INET) {
             set!(sa, bpf_sock_addr, user_ip4, u32::from_ne_bytes(LOOPBACK_V4));
-            set!(sa, bpf_sock_addr, user_port, user_port_from_port(listen_port));
+            set!(
+                sa,
+                bpf_sock_addr,
+                user_port,
+                user_port_from_port(listen_port)
+            );
         }
     }
     ALLOW
@@ -242,9 +269,18 @@ pub fn connect6(ctx: SockAddrContext) -> i32 {
         let addr = get_ip6!(sa, bpf_sock_addr, user_ip6);
         let port = port_from_user_port(get!(sa, bpf_sock_addr, user_port));
         if let Some(listen_port) = redirect_port(&ctx, addr, port, AF_INET6) {
-            let to = if as_v4(&addr).is_some() { v4_mapped(LOOPBACK_V4) } else { LOOPBACK_V6 };
+            let to = if as_v4(&addr).is_some() {
+                v4_mapped(LOOPBACK_V4)
+            } else {
+                LOOPBACK_V6
+            };
             set_ip6!(sa, bpf_sock_addr, user_ip6, to);
-            set!(sa, bpf_sock_addr, user_port, user_port_from_port(listen_port));
+            set!(
+                sa,
+                bpf_sock_addr,
+                user_port,
+                user_port_from_port(listen_port)
+            );
         }
     }
     ALLOW
@@ -321,7 +357,12 @@ pub fn getpeername4(ctx: SockAddrContext) -> i32 {
         if let Some(entry) = original_peer(&ctx, peer, port) {
             if let Some(v4) = as_v4(&entry.addr) {
                 set!(sa, bpf_sock_addr, user_ip4, u32::from_ne_bytes(v4));
-                set!(sa, bpf_sock_addr, user_port, user_port_from_port(entry.port));
+                set!(
+                    sa,
+                    bpf_sock_addr,
+                    user_port,
+                    user_port_from_port(entry.port)
+                );
             }
         }
     }
@@ -337,9 +378,13 @@ pub fn getpeername6(ctx: SockAddrContext) -> i32 {
         let port = port_from_user_port(get!(sa, bpf_sock_addr, user_port));
         if let Some(entry) = original_peer(&ctx, peer, port) {
             set_ip6!(sa, bpf_sock_addr, user_ip6, entry.addr);
-            set!(sa, bpf_sock_addr, user_port, user_port_from_port(entry.port));
+            set!(
+                sa,
+                bpf_sock_addr,
+                user_port,
+                user_port_from_port(entry.port)
+            );
         }
     }
     ALLOW
 }
-

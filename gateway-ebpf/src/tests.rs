@@ -14,7 +14,10 @@ fn layouts_have_no_implicit_padding() {
 #[test]
 fn v4_mapped_round_trips() {
     let mapped = v4_mapped([10, 0, 3, 17]);
-    assert_eq!(mapped, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 3, 17]);
+    assert_eq!(
+        mapped,
+        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 3, 17]
+    );
     assert_eq!(as_v4(&mapped), Some([10, 0, 3, 17]));
     let mut native = [0u8; 16];
     native[15] = 1; // ::1

@@ -3,7 +3,7 @@
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, Mutex, atomic::Ordering},
+    sync::{atomic::Ordering, Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -15,11 +15,11 @@ use crate::{
     admin::{self, Handler, Request},
     config::{Config, FailMode, InterceptMode, MatchAddr},
     intercept::{
-        OrigDstSource,
         ebpf::{self, EbpfInterception},
         explicit::ExplicitOrigDst,
         socket_factory::SocketFactory,
         targets::{RemoveOutcome, TargetTable},
+        OrigDstSource,
     },
     proxy::{Proxy, ProxyStats},
 };
@@ -65,9 +65,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             )?);
             interception.sync_targets(&targets.keys())?;
             let sockets = SocketFactory::new(Some(config.intercept.bypass_mark), CONNECT_TIMEOUT);
-            (Some(interception.clone()), interception as Arc<dyn OrigDstSource>, sockets)
+            (
+                Some(interception.clone()),
+                interception as Arc<dyn OrigDstSource>,
+                sockets,
+            )
         }
-        InterceptMode::Explicit => (None, Arc::new(explicit) as _, SocketFactory::new(None, CONNECT_TIMEOUT)),
+        InterceptMode::Explicit => (
+            None,
+            Arc::new(explicit) as _,
+            SocketFactory::new(None, CONNECT_TIMEOUT),
+        ),
     };
 
     let proxy = Arc::new(Proxy {
@@ -79,7 +87,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::spawn(proxy.clone().serve(listener));
     }
 
-    let admin_listener = admin::bind(&config.gateway.admin_socket, &config.gateway.admin_group).await?;
+    let admin_listener =
+        admin::bind(&config.gateway.admin_socket, &config.gateway.admin_group).await?;
     let daemon = Arc::new(Daemon {
         started: Instant::now(),
         listeners: listen_addrs,
@@ -148,8 +157,11 @@ async fn refresh_targets(daemon: Arc<Daemon>) {
 }
 
 async fn wait_for_shutdown() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers the process still ends on signals, just less tidily.
         std::future::pending::<()>().await;
         return;
@@ -162,7 +174,11 @@ async fn wait_for_shutdown() {
 
 impl Daemon {
     async fn refresh(&self) -> anyhow::Result<()> {
-        let hosts = self.targets.lock().unwrap_or_else(|e| e.into_inner()).hosts();
+        let hosts = self
+            .targets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .hosts();
         let mut answers = Vec::new();
         for host in hosts {
             let answer = tokio::net::lookup_host((host.host.as_str(), host.port))
@@ -191,8 +207,14 @@ impl Daemon {
             }
         }
         let stats = &self.proxy.stats;
-        counters.insert("accepted".into(), stats.accepted.load(Ordering::Relaxed).into());
-        counters.insert("forwarded".into(), stats.forwarded.load(Ordering::Relaxed).into());
+        counters.insert(
+            "accepted".into(),
+            stats.accepted.load(Ordering::Relaxed).into(),
+        );
+        counters.insert(
+            "forwarded".into(),
+            stats.forwarded.load(Ordering::Relaxed).into(),
+        );
         counters.insert("failed".into(), stats.failed.load(Ordering::Relaxed).into());
         json!({
             "version": env!("CARGO_PKG_VERSION"),
@@ -209,7 +231,11 @@ impl Daemon {
     }
 
     fn targets_view(&self) -> serde_json::Value {
-        json!(self.targets.lock().unwrap_or_else(|e| e.into_inner()).view())
+        json!(self
+            .targets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .view())
     }
 }
 

@@ -12,7 +12,11 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "mcpgw", version, about = "A host-resident gateway for MCP traffic")]
+#[command(
+    name = "mcpgw",
+    version,
+    about = "A host-resident gateway for MCP traffic"
+)]
 struct Cli {
     /// Admin socket of the daemon.
     #[arg(long, global = true, default_value = "/run/mcpgw/admin.sock")]
@@ -51,14 +55,21 @@ enum Command {
 enum InterceptCommand {
     List,
     /// Intercept HOST:PORT (IP, host name, or `*:PORT`) from now on; kept across restarts.
-    Add { target: String },
+    Add {
+        target: String,
+    },
     /// Stop intercepting a target added with `intercept add`.
-    Remove { target: String },
+    Remove {
+        target: String,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
@@ -79,7 +90,9 @@ fn main() -> ExitCode {
             let request = match command {
                 InterceptCommand::List => admin::Request::InterceptList,
                 InterceptCommand::Add { target } => admin::Request::InterceptAdd { entry: target },
-                InterceptCommand::Remove { target } => admin::Request::InterceptRemove { entry: target },
+                InterceptCommand::Remove { target } => {
+                    admin::Request::InterceptRemove { entry: target }
+                }
             };
             admin_command(&runtime, &cli.socket, cli.output, request)
         }
@@ -113,7 +126,7 @@ fn fail(reason: String) -> ExitCode {
 }
 
 fn init_logging() {
-    use tracing_subscriber::{EnvFilter, fmt};
+    use tracing_subscriber::{fmt, EnvFilter};
     let filter = EnvFilter::try_from_env("MCPGW_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     // tracing-subscriber's init also routes the `log` crate (aya-log records) into tracing.
@@ -132,16 +145,38 @@ fn print_status(status: &serde_json::Value) {
     };
     println!("version     {}", s(&status["version"]));
     println!("uptime      {}s", s(&status["uptime_secs"]));
-    println!("mode        {} (fail_mode {})", s(&status["mode"]), s(&status["fail_mode"]));
+    println!(
+        "mode        {} (fail_mode {})",
+        s(&status["mode"]),
+        s(&status["fail_mode"])
+    );
     println!("cgroup      {}", s(&status["cgroup"]));
     let programs: Vec<String> = status["programs"]
         .as_array()
         .into_iter()
         .flatten()
-        .map(|p| format!("{}{}", s(&p["name"]), if p["pinned"] == true { " (pinned)" } else { "" }))
+        .map(|p| {
+            format!(
+                "{}{}",
+                s(&p["name"]),
+                if p["pinned"] == true { " (pinned)" } else { "" }
+            )
+        })
         .collect();
-    println!("programs    {}", if programs.is_empty() { "-".into() } else { programs.join(", ") });
-    let listeners: Vec<String> = status["listeners"].as_array().into_iter().flatten().map(s).collect();
+    println!(
+        "programs    {}",
+        if programs.is_empty() {
+            "-".into()
+        } else {
+            programs.join(", ")
+        }
+    );
+    let listeners: Vec<String> = status["listeners"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(s)
+        .collect();
     println!("listeners   {}", listeners.join(", "));
     if let Some(counters) = status["counters"].as_object() {
         let text: Vec<String> = counters.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -154,12 +189,21 @@ fn print_status(status: &serde_json::Value) {
 fn print_targets(targets: &serde_json::Value) {
     println!("  {:<40} {:<24} ADDRESSES", "ENTRY", "SOURCE");
     for t in targets.as_array().into_iter().flatten() {
-        let addrs: Vec<&str> = t["addresses"].as_array().into_iter().flatten().filter_map(|a| a.as_str()).collect();
+        let addrs: Vec<&str> = t["addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str())
+            .collect();
         println!(
             "  {:<40} {:<24} {}",
             t["entry"].as_str().unwrap_or("-"),
             t["source"].as_str().unwrap_or("-"),
-            if addrs.is_empty() { "(unresolved)".to_string() } else { addrs.join(", ") }
+            if addrs.is_empty() {
+                "(unresolved)".to_string()
+            } else {
+                addrs.join(", ")
+            }
         );
     }
 }

@@ -44,7 +44,9 @@ pub fn require_root() -> bool {
     }
     let ci = std::env::var("CI").unwrap_or_default();
     if ci == "true" || ci == "1" {
-        panic!("this test needs root (CI is set, so it must not be skipped); run the tests as root");
+        panic!(
+            "this test needs root (CI is set, so it must not be skipped); run the tests as root"
+        );
     }
     eprintln!("skipping: needs root");
     false
@@ -77,7 +79,13 @@ pub fn mcpgw_bin() -> PathBuf {
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .map(|p| if p.is_relative() { workspace_dir().join(p) } else { p })
+        .map(|p| {
+            if p.is_relative() {
+                workspace_dir().join(p)
+            } else {
+                p
+            }
+        })
         .unwrap_or_else(|| workspace_dir().join("target"));
     target.join("debug").join("mcpgw")
 }
@@ -132,7 +140,11 @@ fn set_mode(p: &Path, mode: u32) {
 /// `<prefix>-<pid>-<n>`: unique per process and call, short enough for netns names.
 pub fn unique_name(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Mount point of the cgroup v2 hierarchy, from /proc/self/mounts (hybrid hosts
@@ -231,7 +243,9 @@ impl Netns {
         run(Command::new("ip").args(["netns", "add", &name]))?;
         let ns = Self { name };
         run(ns.cmd("ip").args(["link", "set", "lo", "up"]))?;
-        run(ns.cmd("ip").args(["addr", "add", &format!("{TARGET_V4}/32"), "dev", "lo"]))?;
+        run(ns
+            .cmd("ip")
+            .args(["addr", "add", &format!("{TARGET_V4}/32"), "dev", "lo"]))?;
         run(ns.cmd("ip").args([
             "-6",
             "addr",
@@ -251,7 +265,9 @@ impl Netns {
     /// `program` run inside the namespace (network only; mounts are the host's).
     pub fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = Command::new("nsenter");
-        c.arg(format!("--net=/run/netns/{}", self.name)).arg("--").arg(program);
+        c.arg(format!("--net=/run/netns/{}", self.name))
+            .arg("--")
+            .arg(program);
         c
     }
 }
@@ -299,7 +315,12 @@ impl Cgroup {
     /// `program` run inside `ns` and this cgroup, as root or (with `uid`) as that
     /// uid/gid with no supplementary groups. The shell joins the cgroup and then
     /// execs, so the pid the test sees is the pid that calls connect().
-    pub fn cmd(&self, ns: &Netns, uid: Option<u32>, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    pub fn cmd(
+        &self,
+        ns: &Netns,
+        uid: Option<u32>,
+        program: impl AsRef<std::ffi::OsStr>,
+    ) -> Command {
         let mut c = Command::new("sh");
         c.arg("-c")
             .arg(r#"echo $$ > "$0" && exec "$@""#)
@@ -335,7 +356,9 @@ impl Drop for Cgroup {
                 let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
             }
         }
-        let _ = wait_for(Duration::from_secs(5), || self.pids().is_empty().then_some(()));
+        let _ = wait_for(Duration::from_secs(5), || {
+            self.pids().is_empty().then_some(())
+        });
         // rmdir can briefly fail with EBUSY while exiting tasks are released.
         let _ = wait_for(Duration::from_secs(5), || fs::remove_dir(&self.dir).ok());
     }
@@ -458,7 +481,10 @@ pub fn run_client(mut cmd: Command) -> Result<ClientReport> {
     let out = run(cmd.stdin(Stdio::null()))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().last().ok_or_else(|| {
-        anyhow!("client printed nothing; stderr: {}", String::from_utf8_lossy(&out.stderr))
+        anyhow!(
+            "client printed nothing; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
     })?;
     ClientReport::parse(line)
 }
@@ -480,7 +506,8 @@ pub struct ClientReport {
 
 impl ClientReport {
     pub fn parse(line: &str) -> Result<Self> {
-        let raw: Value = serde_json::from_str(line).with_context(|| format!("client output: {line}"))?;
+        let raw: Value =
+            serde_json::from_str(line).with_context(|| format!("client output: {line}"))?;
         let addr = |k: &str| -> Option<SocketAddr> {
             let a = raw.get(k)?.as_array()?;
             let ip: IpAddr = a.first()?.as_str()?.parse().ok()?;
@@ -505,7 +532,12 @@ impl ClientReport {
     /// Connected, and every byte sent came back after the half-close.
     pub fn assert_echoed(&self) {
         assert_eq!(self.error, None, "client failed: {}", self.raw);
-        assert_eq!(self.echo.as_deref(), Some(self.sent.as_str()), "echo mismatch: {}", self.raw);
+        assert_eq!(
+            self.echo.as_deref(),
+            Some(self.sent.as_str()),
+            "echo mismatch: {}",
+            self.raw
+        );
     }
 
     /// The server saw the client's own socket: nothing sat in between.
@@ -527,7 +559,10 @@ pub fn norm(a: SocketAddr) -> SocketAddr {
 
 /// Parses "ip:port" / "[v6]:port" and normalises it.
 pub fn sa(s: &str) -> SocketAddr {
-    norm(s.parse().unwrap_or_else(|e| panic!("bad socket address {s:?}: {e}")))
+    norm(
+        s.parse()
+            .unwrap_or_else(|e| panic!("bad socket address {s:?}: {e}")),
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -537,7 +572,11 @@ pub fn sa(s: &str) -> SocketAddr {
 /// Standard eBPF-mode config for a test: listens on 127.0.0.1/[::1]:15001 and
 /// intercepts `targets` for `cg`. `@DIR@` is filled in by [`Gateway::start`].
 pub fn ebpf_config(cg: &Cgroup, fail_mode: &str, targets: &[&str]) -> String {
-    let list = targets.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ");
+    let list = targets
+        .iter()
+        .map(|t| format!("{t:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         r#"[gateway]
 state_dir    = "@DIR@/state"
@@ -578,7 +617,10 @@ impl Gateway {
         ensure_bpffs()?;
         let bin = mcpgw_bin();
         if !bin.exists() {
-            bail!("gateway binary {} not found (build it or set MCPGW_BIN)", bin.display());
+            bail!(
+                "gateway binary {} not found (build it or set MCPGW_BIN)",
+                bin.display()
+            );
         }
         let dir = TempDir::new()?;
         let config = config.replace("@DIR@", &dir.path().display().to_string());
@@ -603,7 +645,12 @@ impl Gateway {
             cmd.env("RUST_LOG", "info");
         }
         let child = cmd.spawn().context("spawn mcpgw serve")?;
-        let mut gw = Self { proc: Proc { child }, dir, admin_socket, pin_dir };
+        let mut gw = Self {
+            proc: Proc { child },
+            dir,
+            admin_socket,
+            pin_dir,
+        };
 
         let ready = wait_for(Duration::from_secs(20), || {
             if gw.proc.exited() {
@@ -682,7 +729,12 @@ impl Gateway {
     pub fn wait_connection(&self, mut pred: impl FnMut(&Value) -> bool) -> Option<Value> {
         wait_for(Duration::from_secs(5), || {
             let st = self.try_status().ok()?;
-            st["connections"].as_array()?.iter().rev().find(|c| pred(c)).cloned()
+            st["connections"]
+                .as_array()?
+                .iter()
+                .rev()
+                .find(|c| pred(c))
+                .cloned()
         })
     }
 
@@ -715,7 +767,11 @@ impl Gateway {
     /// Captured stdout + stderr.
     pub fn log(&self) -> String {
         let read = |n: &str| fs::read_to_string(self.dir.path().join(n)).unwrap_or_default();
-        format!("[stdout]\n{}\n[stderr]\n{}", read("stdout.log"), read("stderr.log"))
+        format!(
+            "[stdout]\n{}\n[stderr]\n{}",
+            read("stdout.log"),
+            read("stderr.log")
+        )
     }
 }
 
@@ -723,7 +779,11 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         self.proc.kill();
         if std::thread::panicking() {
-            eprintln!("--- gateway log ({}) ---\n{}", self.dir.path().display(), self.log());
+            eprintln!(
+                "--- gateway log ({}) ---\n{}",
+                self.dir.path().display(),
+                self.log()
+            );
         }
         if let Some(p) = &self.pin_dir {
             let _ = fs::remove_dir_all(p);

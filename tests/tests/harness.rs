@@ -12,7 +12,11 @@ fn netns_cgroup_and_peers_work() {
     let cg = Cgroup::new().expect("cgroup");
     let _echo = echo_server(&ns, &["10.0.3.17:8443", "[fd00::17]:8443"]).expect("echo server");
 
-    for (host, family) in [("10.0.3.17", Family::V4), ("fd00::17", Family::V6), ("10.0.3.17", Family::Mapped)] {
+    for (host, family) in [
+        ("10.0.3.17", Family::V4),
+        ("fd00::17", Family::V6),
+        ("10.0.3.17", Family::Mapped),
+    ] {
         let r = client_in_netns(&ns, host, 8443, family).expect("client");
         r.assert_echoed();
         assert!(r.went_direct(), "{}", r.raw);
@@ -26,7 +30,10 @@ fn netns_cgroup_and_peers_work() {
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(&lines[..3], ["65534", "65534", "65534"], "{text}");
-    assert!(text.contains(&format!("0::{}", cg.path_in_hierarchy())), "{text}");
+    assert!(
+        text.contains(&format!("0::{}", cg.path_in_hierarchy())),
+        "{text}"
+    );
 
     let r = client_in_cgroup(&ns, &cg, "10.0.3.17", 8443, Family::V4).expect("client");
     r.assert_echoed();

@@ -27,11 +27,21 @@ fn world(fail_mode: &str) -> World {
     let echo = echo_server(&ns, &[V4_TARGET, V6_TARGET, NON_TARGET]).expect("echo server");
     let cfg = ebpf_config(&cg, fail_mode, &[V4_TARGET, V6_TARGET]);
     let gw = Gateway::start(&ns, Some(&cg), &cfg).expect("gateway");
-    World { gw, _echo: echo, cg, ns }
+    World {
+        gw,
+        _echo: echo,
+        cg,
+        ns,
+    }
 }
 
 fn ctx(r: &ClientReport, gw: &Gateway) -> String {
-    format!("client: {}\nstatus: {}\n--- gateway log ---\n{}", r.raw, gw.status(), gw.log())
+    format!(
+        "client: {}\nstatus: {}\n--- gateway log ---\n{}",
+        r.raw,
+        gw.status(),
+        gw.log()
+    )
 }
 
 /// A nobody client in the cgroup dials `target`; it must be redirected through
@@ -42,16 +52,34 @@ fn assert_redirected(w: &World, host: &str, family: Family, target: &str) {
     let r = client_in_cgroup(&w.ns, &w.cg, host, target.port(), family).expect("client");
     r.assert_echoed();
     assert_eq!(r.uid, NOBODY);
-    assert_eq!(r.peername, Some(target), "getpeername must show the original destination\n{}", ctx(&r, &w.gw));
-    assert!(!r.went_direct(), "server saw the client's own socket: not redirected\n{}", ctx(&r, &w.gw));
+    assert_eq!(
+        r.peername,
+        Some(target),
+        "getpeername must show the original destination\n{}",
+        ctx(&r, &w.gw)
+    );
+    assert!(
+        !r.went_direct(),
+        "server saw the client's own socket: not redirected\n{}",
+        ctx(&r, &w.gw)
+    );
 
-    let conn = w
-        .gw
-        .wait_connection_of(target, Some(r.pid))
-        .unwrap_or_else(|| panic!("no status.connections entry for {target} pid {}\n{}", r.pid, ctx(&r, &w.gw)));
+    let conn =
+        w.gw.wait_connection_of(target, Some(r.pid))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no status.connections entry for {target} pid {}\n{}",
+                    r.pid,
+                    ctx(&r, &w.gw)
+                )
+            });
     assert_eq!(conn["uid"].as_u64(), Some(NOBODY as u64), "{conn}");
     assert_eq!(conn["gid"].as_u64(), Some(NOBODY as u64), "{conn}");
-    assert_eq!(conn["cgroup"].as_str(), Some(w.cg.path_in_hierarchy().as_str()), "{conn}");
+    assert_eq!(
+        conn["cgroup"].as_str(),
+        Some(w.cg.path_in_hierarchy().as_str()),
+        "{conn}"
+    );
     assert!(
         w.gw.wait_counter_above("redirected", before).is_some(),
         "counters.redirected did not grow past {before}\n{}",
@@ -98,7 +126,11 @@ fn gateway_own_dials_bypass_interception() {
     let w = world("closed");
     assert_redirected(&w, "10.0.3.17", Family::V4, V4_TARGET);
     let bypassed = w.gw.wait_counter_above("bypassed", 0);
-    assert!(bypassed.is_some(), "counters.bypassed stayed 0: {}", w.gw.status());
+    assert!(
+        bypassed.is_some(),
+        "counters.bypassed stayed 0: {}",
+        w.gw.status()
+    );
 }
 
 #[test]
@@ -110,9 +142,17 @@ fn non_target_port_is_untouched() {
     let before = w.gw.counter("redirected");
     let r = client_in_cgroup(&w.ns, &w.cg, "10.0.3.17", 9000, Family::V4).expect("client");
     r.assert_echoed();
-    assert!(r.went_direct(), "non-target connection was altered\n{}", ctx(&r, &w.gw));
+    assert!(
+        r.went_direct(),
+        "non-target connection was altered\n{}",
+        ctx(&r, &w.gw)
+    );
     assert_eq!(r.peername, Some(sa(NON_TARGET)));
-    assert_eq!(w.gw.counter("redirected"), before, "redirected counted a non-target");
+    assert_eq!(
+        w.gw.counter("redirected"),
+        before,
+        "redirected counted a non-target"
+    );
 }
 
 #[test]
@@ -124,7 +164,11 @@ fn process_outside_cgroup_is_untouched() {
     let before = w.gw.counter("redirected");
     let r = client_in_netns(&w.ns, "10.0.3.17", 8443, Family::V4).expect("client");
     r.assert_echoed();
-    assert!(r.went_direct(), "client outside the cgroup was redirected\n{}", ctx(&r, &w.gw));
+    assert!(
+        r.went_direct(),
+        "client outside the cgroup was redirected\n{}",
+        ctx(&r, &w.gw)
+    );
     assert_eq!(w.gw.counter("redirected"), before);
 }
 
@@ -170,7 +214,12 @@ fn fail_open_goes_direct_after_gateway_dies() {
         direct.then_some(())
     });
     let last = last.expect("client ran");
-    assert!(ok.is_some(), "fail_mode=open: still not direct after gateway death: {}\n{}", last.raw, w.gw.log());
+    assert!(
+        ok.is_some(),
+        "fail_mode=open: still not direct after gateway death: {}\n{}",
+        last.raw,
+        w.gw.log()
+    );
     last.assert_echoed();
 }
 
@@ -190,11 +239,18 @@ fn runtime_targets_add_and_remove() {
         String::from_utf8_lossy(&list.stdout)
     );
     let targets = w.gw.status()["targets"].clone();
-    assert!(has_target(&targets, NON_TARGET), "status.targets lacks {NON_TARGET}: {targets}");
+    assert!(
+        has_target(&targets, NON_TARGET),
+        "status.targets lacks {NON_TARGET}: {targets}"
+    );
 
     let r = client_in_cgroup(&w.ns, &w.cg, "10.0.3.17", 9000, Family::V4).expect("client");
     r.assert_echoed();
-    assert!(!r.went_direct(), "added target was not redirected\n{}", ctx(&r, &w.gw));
+    assert!(
+        !r.went_direct(),
+        "added target was not redirected\n{}",
+        ctx(&r, &w.gw)
+    );
     assert_eq!(r.peername, Some(target));
     assert!(
         w.gw.wait_connection_of(target, Some(r.pid)).is_some(),
@@ -204,10 +260,17 @@ fn runtime_targets_add_and_remove() {
 
     w.gw.cli_ok(&["intercept", "remove", NON_TARGET]);
     let targets = w.gw.status()["targets"].clone();
-    assert!(!has_target(&targets, NON_TARGET), "removed target still listed: {targets}");
+    assert!(
+        !has_target(&targets, NON_TARGET),
+        "removed target still listed: {targets}"
+    );
     let r = client_in_cgroup(&w.ns, &w.cg, "10.0.3.17", 9000, Family::V4).expect("client");
     r.assert_echoed();
-    assert!(r.went_direct(), "removed target is still redirected\n{}", ctx(&r, &w.gw));
+    assert!(
+        r.went_direct(),
+        "removed target is still redirected\n{}",
+        ctx(&r, &w.gw)
+    );
 }
 
 fn has_target(targets: &Value, entry: &str) -> bool {
@@ -225,10 +288,17 @@ fn status_reports_ebpf_setup() {
     let st = w.gw.status();
     assert_eq!(st["mode"], "ebpf", "{st}");
     assert_eq!(st["fail_mode"], "closed", "{st}");
-    assert_eq!(st["cgroup"].as_str(), Some(w.cg.path_in_hierarchy().as_str()), "{st}");
+    assert_eq!(
+        st["cgroup"].as_str(),
+        Some(w.cg.path_in_hierarchy().as_str()),
+        "{st}"
+    );
     let programs = st["programs"].as_array().expect("programs array");
     assert!(!programs.is_empty(), "{st}");
-    assert!(programs.iter().all(|p| p["pinned"] == true), "fail_mode=closed must pin: {st}");
+    assert!(
+        programs.iter().all(|p| p["pinned"] == true),
+        "fail_mode=closed must pin: {st}"
+    );
     assert!(has_target(&st["targets"], V4_TARGET), "{st}");
     assert!(has_target(&st["targets"], V6_TARGET), "{st}");
 }
@@ -261,8 +331,14 @@ upstream = "tcp://10.0.3.17:8443"
     assert_eq!(r.peername, Some(sa("127.0.0.1:18001")));
     assert!(!r.went_direct(), "{}", ctx(&r, &gw));
     let upstream: SocketAddr = sa(V4_TARGET);
-    let conn = gw
-        .wait_connection_of(upstream, None)
-        .unwrap_or_else(|| panic!("no connection entry with orig_dst {upstream}\n{}", ctx(&r, &gw)));
-    assert!(conn["pid"].is_null(), "explicit mode has no kernel attribution: {conn}");
+    let conn = gw.wait_connection_of(upstream, None).unwrap_or_else(|| {
+        panic!(
+            "no connection entry with orig_dst {upstream}\n{}",
+            ctx(&r, &gw)
+        )
+    });
+    assert!(
+        conn["pid"].is_null(),
+        "explicit mode has no kernel attribution: {conn}"
+    );
 }

@@ -43,8 +43,13 @@ pub enum AdminError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot reach the gateway at {path}: {source} (is `mcpgw serve` running? see --socket)")]
-    Connect { path: PathBuf, source: std::io::Error },
+    #[error(
+        "cannot reach the gateway at {path}: {source} (is `mcpgw serve` running? see --socket)"
+    )]
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("admin socket: {0}")]
     Protocol(String),
     #[error("{0}")]
@@ -53,7 +58,10 @@ pub enum AdminError {
 
 /// What the daemon does with a request.
 pub trait Handler: Send + Sync + 'static {
-    fn handle(&self, request: Request) -> impl std::future::Future<Output = Result<serde_json::Value, String>> + Send;
+    fn handle(
+        &self,
+        request: Request,
+    ) -> impl std::future::Future<Output = Result<serde_json::Value, String>> + Send;
 }
 
 pub async fn bind(path: &Path, admin_group: &str) -> Result<UnixListener, AdminError> {
@@ -76,7 +84,10 @@ pub async fn bind(path: &Path, admin_group: &str) -> Result<UnixListener, AdminE
         Ok(Some(group)) => {
             nix::unistd::chown(path, None, Some(group.gid)).map_err(|e| io("chown", e.into()))?
         }
-        _ => tracing::info!(admin_group, "admin group does not exist; only root may use the admin socket"),
+        _ => tracing::info!(
+            admin_group,
+            "admin group does not exist; only root may use the admin socket"
+        ),
     }
     Ok(listener)
 }
@@ -101,7 +112,11 @@ pub async fn serve<H: Handler>(listener: UnixListener, admin_group: String, hand
     }
 }
 
-async fn serve_one<H: Handler>(stream: UnixStream, admin_group: &str, handler: &H) -> std::io::Result<()> {
+async fn serve_one<H: Handler>(
+    stream: UnixStream,
+    admin_group: &str,
+    handler: &H,
+) -> std::io::Result<()> {
     let cred = stream.peer_cred()?;
     let (read, mut write) = stream.into_split();
     let response = if !authorized(cred.uid(), cred.gid(), admin_group) {
@@ -118,7 +133,11 @@ async fn serve_one<H: Handler>(stream: UnixStream, admin_group: &str, handler: &
             Ok(request) => {
                 tracing::info!(uid = cred.uid(), ?request, "admin request");
                 match handler.handle(request).await {
-                    Ok(result) => Response { ok: true, result: Some(result), error: None },
+                    Ok(result) => Response {
+                        ok: true,
+                        result: Some(result),
+                        error: None,
+                    },
                     Err(error) => Response::err(error),
                 }
             }
@@ -135,12 +154,16 @@ use tokio::io::AsyncReadExt as _;
 
 impl Response {
     fn err(error: String) -> Self {
-        Self { ok: false, result: None, error: Some(error) }
+        Self {
+            ok: false,
+            result: None,
+            error: Some(error),
+        }
     }
 }
 
 fn authorized(uid: u32, gid: u32, admin_group: &str) -> bool {
-    use nix::unistd::{Gid, Group, Uid, User, getgrouplist};
+    use nix::unistd::{getgrouplist, Gid, Group, Uid, User};
     if uid == 0 {
         return true;
     }
@@ -153,7 +176,7 @@ fn authorized(uid: u32, gid: u32, admin_group: &str) -> bool {
     let Ok(Some(user)) = User::from_uid(Uid::from_raw(uid)) else {
         return false;
     };
-    if group.mem.iter().any(|m| *m == user.name) {
+    if group.mem.contains(&user.name) {
         return true;
     }
     let Ok(name) = std::ffi::CString::new(user.name) else {
@@ -166,21 +189,30 @@ fn authorized(uid: u32, gid: u32, admin_group: &str) -> bool {
 
 /// Sends one request to the daemon and returns its result.
 pub async fn call(socket: &Path, request: &Request) -> Result<serde_json::Value, AdminError> {
-    let stream = UnixStream::connect(socket).await.map_err(|source| AdminError::Connect {
-        path: socket.to_owned(),
-        source,
-    })?;
+    let stream = UnixStream::connect(socket)
+        .await
+        .map_err(|source| AdminError::Connect {
+            path: socket.to_owned(),
+            source,
+        })?;
     let (read, mut write) = stream.into_split();
     let mut text = serde_json::to_vec(request).map_err(|e| AdminError::Protocol(e.to_string()))?;
     text.push(b'\n');
     let proto = |e: std::io::Error| AdminError::Protocol(e.to_string());
     write.write_all(&text).await.map_err(proto)?;
     let mut line = String::new();
-    BufReader::new(read).read_line(&mut line).await.map_err(proto)?;
+    BufReader::new(read)
+        .read_line(&mut line)
+        .await
+        .map_err(proto)?;
     let response: Response = serde_json::from_str(&line)
         .map_err(|e| AdminError::Protocol(format!("unreadable response: {e}")))?;
     match response {
-        Response { ok: true, result, .. } => Ok(result.unwrap_or(serde_json::Value::Null)),
-        Response { error, .. } => Err(AdminError::Refused(error.unwrap_or_else(|| "request failed".into()))),
+        Response {
+            ok: true, result, ..
+        } => Ok(result.unwrap_or(serde_json::Value::Null)),
+        Response { error, .. } => Err(AdminError::Refused(
+            error.unwrap_or_else(|| "request failed".into()),
+        )),
     }
 }

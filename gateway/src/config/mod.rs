@@ -139,7 +139,9 @@ impl FromStr for MatchAddr {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
         if !valid_name {
-            return Err(format!("`{s}`: `{host}` is neither an IP address nor a host name"));
+            return Err(format!(
+                "`{s}`: `{host}` is neither an IP address nor a host name"
+            ));
         }
         Ok(Self::Host(HostPort {
             host: host.to_ascii_lowercase(),
@@ -162,9 +164,12 @@ fn parse_upstream(s: &str) -> Result<HostPort, String> {
         Some(url::Host::Ipv6(ip)) => ip.to_string(),
         None => return Err(format!("upstream `{s}` has no host")),
     };
-    let port = url
-        .port_or_known_default()
-        .ok_or_else(|| format!("upstream `{s}` has no port and scheme `{}` has no default", url.scheme()))?;
+    let port = url.port_or_known_default().ok_or_else(|| {
+        format!(
+            "upstream `{s}` has no port and scheme `{}` has no default",
+            url.scheme()
+        )
+    })?;
     Ok(HostPort { host, port })
 }
 
@@ -247,7 +252,11 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
             "intercept.cgroup: `{cgroup}` must be an absolute path inside the cgroup2 hierarchy"
         ));
     }
-    let dns_refresh = match intercept.dns_refresh.as_deref().map(humantime::parse_duration) {
+    let dns_refresh = match intercept
+        .dns_refresh
+        .as_deref()
+        .map(humantime::parse_duration)
+    {
         None => Duration::from_secs(30),
         Some(Ok(d)) if d >= Duration::from_secs(1) => d,
         Some(Ok(_)) => {
@@ -263,7 +272,9 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
         mode: intercept.mode.unwrap_or(InterceptMode::Ebpf),
         cgroup,
         bypass_mark: intercept.bypass_mark.unwrap_or(0x4d43),
-        pin_dir: intercept.pin_dir.unwrap_or_else(|| "/sys/fs/bpf/mcpgw".into()),
+        pin_dir: intercept
+            .pin_dir
+            .unwrap_or_else(|| "/sys/fs/bpf/mcpgw".into()),
         dns_refresh,
     };
     if intercept.bypass_mark == 0 {
@@ -281,12 +292,17 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
             let matches = s
                 .matches
                 .iter()
-                .filter_map(|m| m.parse().map_err(|e| errors.push(format!("{where_}.match: {e}"))).ok())
+                .filter_map(|m| {
+                    m.parse()
+                        .map_err(|e| errors.push(format!("{where_}.match: {e}")))
+                        .ok()
+                })
                 .collect();
-            let upstream = s
-                .upstream
-                .as_deref()
-                .and_then(|u| parse_upstream(u).map_err(|e| errors.push(format!("{where_}: {e}"))).ok());
+            let upstream = s.upstream.as_deref().and_then(|u| {
+                parse_upstream(u)
+                    .map_err(|e| errors.push(format!("{where_}: {e}")))
+                    .ok()
+            });
             let listen = s.listen.as_deref().and_then(|l| {
                 l.parse()
                     .map_err(|_| errors.push(format!("{where_}.listen: `{l}` is not IP:PORT")))
@@ -304,16 +320,28 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
     match intercept.mode {
         InterceptMode::Ebpf => {
             // The kernel redirects to 127.0.0.1 (IPv4 and v4-mapped) and [::1] (IPv6).
-            if !gateway.listen.iter().any(|a| a.ip() == IpAddr::from([127, 0, 0, 1])) {
+            if !gateway
+                .listen
+                .iter()
+                .any(|a| a.ip() == IpAddr::from([127, 0, 0, 1]))
+            {
                 errors.push("gateway.listen: ebpf mode needs a 127.0.0.1:PORT listener".into());
             }
         }
         InterceptMode::Explicit => {
             for s in &servers {
                 if s.listen.is_none() {
-                    errors.push(format!("servers `{}`: explicit mode needs `listen`", s.name));
+                    errors.push(format!(
+                        "servers `{}`: explicit mode needs `listen`",
+                        s.name
+                    ));
                 }
-                if s.upstream.is_none() && !s.matches.iter().any(|m| !matches!(m, MatchAddr::AnyAddr(_))) {
+                if s.upstream.is_none()
+                    && !s
+                        .matches
+                        .iter()
+                        .any(|m| !matches!(m, MatchAddr::AnyAddr(_)))
+                {
                     errors.push(format!(
                         "servers `{}`: explicit mode needs `upstream` or a `match` address",
                         s.name

@@ -13,13 +13,19 @@ fn embedded_default_and_example_parse() {
     assert_eq!(
         example.servers[0].matches,
         vec![
-            MatchAddr::Host(HostPort { host: "analytics-mcp.internal".into(), port: 443 }),
+            MatchAddr::Host(HostPort {
+                host: "analytics-mcp.internal".into(),
+                port: 443
+            }),
             MatchAddr::Socket("10.0.3.17:8443".parse().unwrap()),
         ]
     );
     assert_eq!(
         example.servers[0].upstream,
-        Some(HostPort { host: "analytics-mcp.internal".into(), port: 443 })
+        Some(HostPort {
+            host: "analytics-mcp.internal".into(),
+            port: 443
+        })
     );
 }
 
@@ -48,7 +54,13 @@ name = "a"
         panic!("expected validation errors");
     };
     let all = errors.join("\n");
-    for needle in ["intercept.cgroup", "bypass_mark", "`nohost`", "`x:0`", "unique"] {
+    for needle in [
+        "intercept.cgroup",
+        "bypass_mark",
+        "`nohost`",
+        "`x:0`",
+        "unique",
+    ] {
         assert!(all.contains(needle), "missing {needle} in {all}");
     }
 }

@@ -16,24 +16,33 @@ use std::{
 };
 
 use aya::{
-    Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray},
     programs::{
-        CgroupAttachMode, CgroupSockAddr, SockOps,
         links::{FdLink, PinnedLink},
+        CgroupAttachMode, CgroupSockAddr, SockOps,
     },
+    Ebpf, EbpfLoader,
 };
-use gateway_ebpf::{ConnKey, OrigDstEntry, Settings, TargetKey, as_v4, counter};
+use gateway_ebpf::{as_v4, counter, ConnKey, OrigDstEntry, Settings, TargetKey};
 use serde::Serialize;
 
-use super::{ClientAddr, Destination, InterceptError, ListenAddr, OrigDst, OrigDstSource, ProcessInfo};
+use super::{
+    ClientAddr, Destination, InterceptError, ListenAddr, OrigDst, OrigDstSource, ProcessInfo,
+};
 use crate::config::{FailMode, InterceptConfig};
 
 /// The object file built by gateway/build.rs.
-static PROGRAMS_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gateway-ebpf"));
+static PROGRAMS_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gateway-ebpf"));
 
 /// Program names (as in gateway-ebpf), attached in this order.
-pub const PROGRAMS: [&str; 5] = ["sock_ops", "getpeername4", "getpeername6", "connect4", "connect6"];
+pub const PROGRAMS: [&str; 5] = [
+    "sock_ops",
+    "getpeername4",
+    "getpeername6",
+    "connect4",
+    "connect6",
+];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ProgramView {
@@ -90,7 +99,10 @@ impl EbpfInterception {
         let mut settings_map: Array<_, Settings> = take_map(&mut ebpf, "SETTINGS")?;
         settings_map
             .set(0, settings, 0)
-            .map_err(|source| InterceptError::Map { call: "SETTINGS set", source })?;
+            .map_err(|source| InterceptError::Map {
+                call: "SETTINGS set",
+                source,
+            })?;
         let targets = take_map(&mut ebpf, "TARGETS")?;
         let orig_by_conn = take_map(&mut ebpf, "ORIG_BY_CONN")?;
         let counters = take_map(&mut ebpf, "COUNTERS")?;
@@ -115,8 +127,10 @@ impl EbpfInterception {
                 FailMode::Closed => {
                     ensure_bpffs(&config.pin_dir)?;
                     let path = config.pin_dir.join(name);
-                    link.pin(&path)
-                        .map_err(|source| InterceptError::Pin { path: path.clone(), source })?;
+                    link.pin(&path).map_err(|source| InterceptError::Pin {
+                        path: path.clone(),
+                        source,
+                    })?;
                     HeldLink::Pinned(path)
                 }
             };
@@ -139,11 +153,16 @@ impl EbpfInterception {
         let present: BTreeSet<TargetKey> = map.keys().filter_map(Result::ok).collect();
         for key in wanted.difference(&present) {
             map.insert(key, 1, 0)
-                .map_err(|source| InterceptError::Map { call: "TARGETS insert", source })?;
+                .map_err(|source| InterceptError::Map {
+                    call: "TARGETS insert",
+                    source,
+                })?;
         }
         for key in present.difference(wanted) {
-            map.remove(key)
-                .map_err(|source| InterceptError::Map { call: "TARGETS remove", source })?;
+            map.remove(key).map_err(|source| InterceptError::Map {
+                call: "TARGETS remove",
+                source,
+            })?;
         }
         Ok(())
     }
@@ -187,10 +206,12 @@ impl OrigDstSource for EbpfInterception {
     fn orig_dst(&self, client: ClientAddr, listen: ListenAddr) -> Result<OrigDst, InterceptError> {
         let key = conn_key(client.0, listen.0);
         let mut map = self.orig_by_conn.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = map.get(&key, 0).map_err(|_| InterceptError::UnknownConnection {
-            client: client.0,
-            listen: listen.0,
-        })?;
+        let entry = map
+            .get(&key, 0)
+            .map_err(|_| InterceptError::UnknownConnection {
+                client: client.0,
+                listen: listen.0,
+            })?;
         // One accept per entry: free the slot now rather than waiting for LRU eviction.
         let _ = map.remove(&key);
         drop(map);
@@ -200,7 +221,12 @@ impl OrigDstSource for EbpfInterception {
         };
         Ok(OrigDst {
             destination: Destination::Socket(SocketAddr::new(ip, entry.port)),
-            process: Some(ProcessInfo::from_kernel(entry.tgid, entry.uid, entry.gid, entry.cgroup_id)),
+            process: Some(ProcessInfo::from_kernel(
+                entry.tgid,
+                entry.uid,
+                entry.gid,
+                entry.cgroup_id,
+            )),
         })
     }
 }
@@ -228,19 +254,23 @@ where
 
 fn attach(ebpf: &mut Ebpf, name: &'static str, cgroup: &File) -> Result<FdLink, InterceptError> {
     let err = |source| InterceptError::Program { name, source };
-    let program = ebpf.program_mut(name).ok_or_else(|| {
-        err(aya::programs::ProgramError::UnexpectedProgramType)
-    })?;
+    let program = ebpf
+        .program_mut(name)
+        .ok_or_else(|| err(aya::programs::ProgramError::UnexpectedProgramType))?;
     if name == "sock_ops" {
         let program: &mut SockOps = program.try_into().map_err(err)?;
         program.load().map_err(err)?;
-        let id = program.attach(cgroup.as_fd(), CgroupAttachMode::Single).map_err(err)?;
+        let id = program
+            .attach(cgroup.as_fd(), CgroupAttachMode::Single)
+            .map_err(err)?;
         let link = program.take_link(id).map_err(err)?;
         FdLink::try_from(link).map_err(|source| InterceptError::Link { name, source })
     } else {
         let program: &mut CgroupSockAddr = program.try_into().map_err(err)?;
         program.load().map_err(err)?;
-        let id = program.attach(cgroup.as_fd(), CgroupAttachMode::Single).map_err(err)?;
+        let id = program
+            .attach(cgroup.as_fd(), CgroupAttachMode::Single)
+            .map_err(err)?;
         let link = program.take_link(id).map_err(err)?;
         FdLink::try_from(link).map_err(|source| InterceptError::Link { name, source })
     }
@@ -256,7 +286,9 @@ fn remove_pinned_links(pin_dir: &Path) {
         match PinnedLink::from_pin(&path).map(PinnedLink::unpin) {
             // Dropping the last fd of an unpinned link detaches it.
             Ok(Ok(link)) => drop(link),
-            Ok(Err(error)) => tracing::warn!(path = %path.display(), %error, "cannot unpin old link"),
+            Ok(Err(error)) => {
+                tracing::warn!(path = %path.display(), %error, "cannot unpin old link")
+            }
             Err(error) => {
                 tracing::warn!(path = %path.display(), %error, "cannot open old pinned link; removing the pin");
                 let _ = std::fs::remove_file(&path);
@@ -273,11 +305,12 @@ pub fn unpin_all(pin_dir: &Path) {
 /// The mount point of the cgroup2 file system (not always /sys/fs/cgroup: hybrid layouts
 /// mount it at /sys/fs/cgroup/unified).
 pub fn cgroup2_mount() -> Result<PathBuf, InterceptError> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").map_err(|source| InterceptError::Io {
-        what: "reading",
-        path: "/proc/self/mounts".into(),
-        source,
-    })?;
+    let mounts =
+        std::fs::read_to_string("/proc/self/mounts").map_err(|source| InterceptError::Io {
+            what: "reading",
+            path: "/proc/self/mounts".into(),
+            source,
+        })?;
     mounts
         .lines()
         .find_map(|line| {
@@ -329,10 +362,16 @@ mod tests {
 
     #[test]
     fn conn_key_matches_kernel_encoding() {
-        let key = conn_key("127.0.0.1:40000".parse().unwrap(), "127.0.0.1:15001".parse().unwrap());
+        let key = conn_key(
+            "127.0.0.1:40000".parse().unwrap(),
+            "127.0.0.1:15001".parse().unwrap(),
+        );
         assert_eq!(key.client_addr, gateway_ebpf::v4_mapped([127, 0, 0, 1]));
         assert_eq!((key.client_port, key.gateway_port), (40000, 15001));
-        let key6 = conn_key("[::1]:40000".parse().unwrap(), "[::1]:15001".parse().unwrap());
+        let key6 = conn_key(
+            "[::1]:40000".parse().unwrap(),
+            "[::1]:15001".parse().unwrap(),
+        );
         assert_eq!(key6.gateway_addr[15], 1);
         assert_eq!(key6.gateway_addr[..15], [0; 15]);
     }

@@ -36,14 +36,14 @@ impl ExplicitOrigDst {
 
 impl OrigDstSource for ExplicitOrigDst {
     fn orig_dst(&self, client: ClientAddr, listen: ListenAddr) -> Result<OrigDst, InterceptError> {
-        let destination = self
-            .by_listen
-            .get(&listen.0)
-            .cloned()
-            .ok_or(InterceptError::UnknownConnection {
-                client: client.0,
-                listen: listen.0,
-            })?;
+        let destination =
+            self.by_listen
+                .get(&listen.0)
+                .cloned()
+                .ok_or(InterceptError::UnknownConnection {
+                    client: client.0,
+                    listen: listen.0,
+                })?;
         Ok(OrigDst {
             destination,
             process: None,

@@ -82,7 +82,10 @@ pub struct OrigDst {
 #[derive(Debug, thiserror::Error)]
 pub enum InterceptError {
     #[error("no original destination recorded for {client} -> {listen} (not a redirected connection, or the entry was evicted)")]
-    UnknownConnection { client: SocketAddr, listen: SocketAddr },
+    UnknownConnection {
+        client: SocketAddr,
+        listen: SocketAddr,
+    },
     #[error("{call}: {source}")]
     Map {
         call: &'static str,

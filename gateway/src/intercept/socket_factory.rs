@@ -29,13 +29,19 @@ impl SocketFactory {
                 .await?
                 .collect(),
         };
-        let mut last_error = io::Error::new(io::ErrorKind::NotFound, format!("{destination}: no address"));
+        let mut last_error = io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{destination}: no address"),
+        );
         for addr in addrs {
             match tokio::time::timeout(self.connect_timeout, self.connect_addr(addr)).await {
                 Ok(Ok(stream)) => return Ok(stream),
                 Ok(Err(e)) => last_error = e,
                 Err(_) => {
-                    last_error = io::Error::new(io::ErrorKind::TimedOut, format!("connect to {addr} timed out"))
+                    last_error = io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("connect to {addr} timed out"),
+                    )
                 }
             }
         }

@@ -8,11 +8,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use gateway_ebpf::{TargetKey, v4_mapped};
+use gateway_ebpf::{v4_mapped, TargetKey};
 use serde::Serialize;
 
 use super::InterceptError;
-use crate::config::{HostPort, MatchAddr, ServerConfig, canonical};
+use crate::config::{canonical, HostPort, MatchAddr, ServerConfig};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetView {
@@ -40,7 +40,11 @@ impl TargetTable {
                 .and_then(|entries| {
                     entries
                         .iter()
-                        .map(|e| e.parse().map_err(|e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+                        .map(|e| {
+                            e.parse().map_err(|e: String| {
+                                std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+                            })
+                        })
                         .collect()
                 })
                 .map_err(|source| InterceptError::Io {
@@ -70,7 +74,10 @@ impl TargetTable {
     }
 
     fn entries(&self) -> impl Iterator<Item = &MatchAddr> {
-        self.configured.iter().map(|(m, _)| m).chain(self.runtime.iter())
+        self.configured
+            .iter()
+            .map(|(m, _)| m)
+            .chain(self.runtime.iter())
     }
 
     /// Host names to resolve.
@@ -158,7 +165,11 @@ impl TargetTable {
                 source,
                 addresses: match m {
                     MatchAddr::AnyAddr(port) => vec![format!("*:{port}")],
-                    other => self.addresses(other).iter().map(ToString::to_string).collect(),
+                    other => self
+                        .addresses(other)
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
                 },
             })
             .collect()

@@ -6,15 +6,15 @@ use std::{
     collections::VecDeque,
     net::SocketAddr,
     sync::{
-        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
     },
 };
 
 use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::intercept::{ClientAddr, ListenAddr, OrigDstSource, socket_factory::SocketFactory};
+use crate::intercept::{socket_factory::SocketFactory, ClientAddr, ListenAddr, OrigDstSource};
 
 /// How many finished connections `mcpgw status` shows.
 const RECENT_CONNECTIONS: usize = 256;
@@ -52,7 +52,12 @@ impl ProxyStats {
     }
 
     pub fn recent(&self) -> Vec<ConnectionRecord> {
-        self.recent.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+        self.recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 }
 
@@ -125,7 +130,9 @@ impl Proxy {
         peer: SocketAddr,
         record: &mut ConnectionRecord,
     ) -> Result<(), String> {
-        let local = client.local_addr().map_err(|e| format!("local address: {e}"))?;
+        let local = client
+            .local_addr()
+            .map_err(|e| format!("local address: {e}"))?;
         let orig = self
             .orig_dst
             .orig_dst(ClientAddr(peer), ListenAddr(local))

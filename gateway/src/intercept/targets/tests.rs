@@ -13,12 +13,25 @@ fn server(matches: &[&str]) -> ServerConfig {
 fn keys_cover_addresses_names_and_wildcards() {
     let dir = std::env::temp_dir().join(format!("mcpgw-targets-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut table = TargetTable::new(&[server(&["10.0.3.17:8443", "mcp.internal:443", "*:9000"])], &dir).unwrap();
-    let host = HostPort { host: "mcp.internal".into(), port: 443 };
-    table.set_resolved(host.clone(), Ok(vec!["[::ffff:10.1.1.1]:443".parse().unwrap()]));
+    let mut table = TargetTable::new(
+        &[server(&["10.0.3.17:8443", "mcp.internal:443", "*:9000"])],
+        &dir,
+    )
+    .unwrap();
+    let host = HostPort {
+        host: "mcp.internal".into(),
+        port: 443,
+    };
+    table.set_resolved(
+        host.clone(),
+        Ok(vec!["[::ffff:10.1.1.1]:443".parse().unwrap()]),
+    );
     let keys = table.keys();
     assert!(keys.contains(&TargetKey::new(v4_mapped([10, 0, 3, 17]), 8443)));
-    assert!(keys.contains(&TargetKey::new(v4_mapped([10, 1, 1, 1]), 443)), "v4-mapped answers are IPv4");
+    assert!(
+        keys.contains(&TargetKey::new(v4_mapped([10, 1, 1, 1]), 443)),
+        "v4-mapped answers are IPv4"
+    );
     assert!(keys.contains(&TargetKey::wildcard(9000)));
     assert_eq!(keys.len(), 3);
 
@@ -35,7 +48,10 @@ fn keys_cover_addresses_names_and_wildcards() {
         table.remove(&"10.0.3.17:8443".parse().unwrap()).unwrap(),
         RemoveOutcome::Configured(_)
     ));
-    assert!(matches!(table.remove(&"[fd00::17]:8443".parse().unwrap()).unwrap(), RemoveOutcome::Removed));
+    assert!(matches!(
+        table.remove(&"[fd00::17]:8443".parse().unwrap()).unwrap(),
+        RemoveOutcome::Removed
+    ));
     assert!(TargetTable::new(&[], &dir).unwrap().view().is_empty());
     std::fs::remove_dir_all(&dir).unwrap();
 }
