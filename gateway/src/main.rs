@@ -127,7 +127,10 @@ fn fail(reason: String) -> ExitCode {
 
 fn init_logging() {
     use tracing_subscriber::{fmt, EnvFilter};
-    let filter = EnvFilter::try_from_env("MCPGW_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // aya warns at every start that this kernel rejects the object's BTF (the programs load
+    // without it); keep its errors, drop that noise.
+    let filter = EnvFilter::try_from_env("MCPGW_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,aya::bpf=error"));
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     // tracing-subscriber's init also routes the `log` crate (aya-log records) into tracing.
     if std::env::var("MCPGW_LOG_FORMAT").as_deref() == Ok("json") {

@@ -10,7 +10,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 use tokio::{
-    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
+    io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
     net::{UnixListener, UnixStream},
 };
 
@@ -149,8 +149,6 @@ async fn serve_one<H: Handler>(
     write.write_all(&text).await?;
     write.shutdown().await
 }
-
-use tokio::io::AsyncReadExt as _;
 
 impl Response {
     fn err(error: String) -> Self {
