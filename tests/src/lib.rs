@@ -641,8 +641,9 @@ impl Gateway {
             .stdin(Stdio::null())
             .stdout(fs::File::create(dir.path().join("stdout.log"))?)
             .stderr(fs::File::create(dir.path().join("stderr.log"))?);
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "info");
+        if std::env::var_os("MCPGW_LOG").is_none() {
+            // Debug for the eBPF programs: tests check that their log lines arrive.
+            cmd.env("MCPGW_LOG", "info,gateway_ebpf=debug");
         }
         let child = cmd.spawn().context("spawn mcpgw serve")?;
         let mut gw = Self {

@@ -94,6 +94,17 @@ fn ipv4_target_is_redirected() {
     }
     let w = world("closed");
     assert_redirected(&w, "10.0.3.17", Family::V4, V4_TARGET);
+    // aya-log lines from the connect4 program reach the gateway's log.
+    let logged = wait_for(std::time::Duration::from_secs(5), || {
+        w.gw.log()
+            .contains("mcpgw: redirect port 8443")
+            .then_some(())
+    });
+    assert!(
+        logged.is_some(),
+        "no eBPF log line in the gateway log:\n{}",
+        w.gw.log()
+    );
 }
 
 #[test]

@@ -75,7 +75,8 @@ impl EbpfInterception {
         fail_mode: FailMode,
         listen: &[SocketAddr],
     ) -> Result<Self, InterceptError> {
-        let log_level = if tracing::enabled!(tracing::Level::DEBUG) {
+        // Debug lines (one per redirect) are only produced in the kernel when someone reads them.
+        let log_level = if tracing::enabled!(target: "gateway_ebpf", tracing::Level::DEBUG) {
             aya_log::Level::Debug
         } else {
             aya_log::Level::Info

@@ -1,0 +1,171 @@
+"""MCP test server on the official Python SDK (PyPI `mcp` 2.x, `MCPServer`).
+
+    mcp_server.py --listen HOST:PORT [--transport streamable-http|sse]
+                  [--tls-cert FILE --tls-key FILE] [--stateless] [--json-response]
+                  [--allowed-host HOST[:PORT]]...
+
+Binds only HOST:PORT ("[v6]:port" for IPv6) and prints "ready" on stdout once the socket
+listens. Endpoints: streamable HTTP at /mcp; legacy HTTP+SSE at /sse (GET) + /messages/ (POST).
+
+Both protocol eras are served on /mcp at once: the SDK routes a POST whose
+`Mcp-Protocol-Version` header is not a handshake-era version (i.e. 2026-07-28) to its
+stateless single-exchange path, everything else to the initialize + Mcp-Session-Id path.
+`--stateless` makes the handshake-era path session-less too (SDK `stateless_http`).
+
+Features: tools echo(text), add(a, b), slow_count(n, delay) (progress per step, cancellable),
+big(n) (n KiB of text), cancelled_count() (slow_count runs cancelled so far); resource
+test://greeting; prompt greet(name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+import threading
+
+import anyio
+import uvicorn
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+
+GREETING = "Hello from the mcpgw test server"
+
+server = MCPServer("mcpgw-test-server", version="1.0.0")
+
+_cancelled = 0
+_cancelled_lock = threading.Lock()
+
+
+@server.tool()
+def echo(text: str) -> str:
+    """Returns text unchanged."""
+    return text
+
+
+@server.tool()
+def add(a: int, b: int) -> int:
+    """Returns a + b."""
+    return a + b
+
+
+@server.tool()
+async def slow_count(n: int, delay: float, ctx: Context) -> str:
+    """Counts to n, one step every `delay` seconds, reporting progress after each step."""
+    global _cancelled
+    try:
+        for i in range(1, n + 1):
+            await anyio.sleep(delay)
+            await ctx.report_progress(i, n, f"step {i}/{n}")
+    except anyio.get_cancelled_exc_class():
+        with _cancelled_lock:
+            _cancelled += 1
+        raise
+    return f"counted to {n}"
+
+
+@server.tool()
+def big(n: int) -> str:
+    """Returns n KiB of text."""
+    line = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-\n"  # 64 bytes
+    return line * (16 * n)
+
+
+@server.tool()
+def cancelled_count() -> int:
+    """How many slow_count calls have been cancelled since the server started."""
+    with _cancelled_lock:
+        return _cancelled
+
+
+@server.resource("test://greeting", name="greeting", mime_type="text/plain")
+def greeting() -> str:
+    return GREETING
+
+
+@server.prompt()
+def greet(name: str) -> str:
+    """Asks for a greeting."""
+    return f"Please greet {name} warmly."
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host:
+        raise SystemExit(f"--listen wants HOST:PORT, got {listen!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--listen", required=True, help="HOST:PORT or [V6]:PORT")
+    p.add_argument("--transport", choices=["streamable-http", "sse"], default="streamable-http")
+    p.add_argument("--tls-cert")
+    p.add_argument("--tls-key")
+    p.add_argument("--stateless", action="store_true", help="no sessions on the handshake-era path either")
+    p.add_argument("--json-response", action="store_true", help="JSON instead of SSE for POST responses")
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        help="turn on the SDK's Host/Origin check with these Host values (e.g. mcp.test:8443 or mcp.test:*)",
+    )
+    p.add_argument("--log-level", default="WARNING")
+    args = p.parse_args()
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise SystemExit("--tls-cert and --tls-key go together")
+
+    host, port = split_listen(args.listen)
+    security = None
+    if args.allowed_host:
+        scheme = "https" if args.tls_cert else "http"
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=args.allowed_host,
+            allowed_origins=[f"{scheme}://{h}" for h in args.allowed_host],
+        )
+    if args.transport == "sse":
+        app = server.sse_app(transport_security=security, host=host)
+    else:
+        app = server.streamable_http_app(
+            stateless_http=args.stateless,
+            json_response=args.json_response,
+            transport_security=security,
+            host=host,
+        )
+
+    # Bind ourselves so the address is exactly the one given and "ready" means listening.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+
+    config = uvicorn.Config(
+        app,
+        log_level=args.log_level.lower(),
+        ssl_certfile=args.tls_cert,
+        ssl_keyfile=args.tls_key,
+        timeout_graceful_shutdown=1,
+    )
+    uv = uvicorn.Server(config)
+
+    async def serve() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(uv.serve, [sock])
+            while not uv.started:
+                if uv.should_exit:
+                    return
+                await anyio.sleep(0.02)
+            print("ready", flush=True)
+
+    anyio.run(serve)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
