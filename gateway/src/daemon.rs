@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use crate::{
     admin::{self, Handler, Request},
     config::{Config, FailMode, InterceptMode, MatchAddr},
+    http::{Route, L7},
     intercept::{
         ebpf::{self, EbpfInterception},
         explicit::ExplicitOrigDst,
@@ -21,7 +22,9 @@ use crate::{
         targets::{RemoveOutcome, TargetTable},
         OrigDstSource,
     },
+    mcp::{Chain, LoggingInterceptor},
     proxy::{Proxy, ProxyStats},
+    tls::HostCa,
 };
 
 /// How long an upstream dial may take before the client's connection is closed.
@@ -32,8 +35,9 @@ pub struct Daemon {
     started: Instant,
     listeners: Vec<SocketAddr>,
     ebpf: Option<Arc<EbpfInterception>>,
-    targets: Mutex<TargetTable>,
+    targets: Arc<Mutex<TargetTable>>,
     proxy: Arc<Proxy>,
+    ca: Arc<HostCa>,
 }
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
@@ -78,10 +82,26 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ),
     };
 
+    let ca = Arc::new(HostCa::load_or_create(state_dir)?);
+    let mut routes = std::collections::HashMap::new();
+    for server in &config.servers {
+        let route = Route::new(server).with_context(|| format!("server `{}`", server.name))?;
+        routes.insert(server.name.clone(), Arc::new(route));
+    }
+    let chain = Chain::new(vec![Arc::new(LoggingInterceptor)]);
+    let targets = Arc::new(Mutex::new(targets));
     let proxy = Arc::new(Proxy {
         orig_dst,
+        l7: Arc::new(L7::new(
+            ca.clone(),
+            chain,
+            sockets.clone(),
+            config.gateway.max_body,
+        )),
         sockets,
         stats: ProxyStats::default(),
+        routes,
+        targets: targets.clone(),
     });
     for listener in listeners {
         tokio::spawn(proxy.clone().serve(listener));
@@ -93,8 +113,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         started: Instant::now(),
         listeners: listen_addrs,
         ebpf,
-        targets: Mutex::new(targets),
+        targets,
         proxy,
+        ca,
         config,
     });
     tokio::spawn(admin::serve(
@@ -243,6 +264,7 @@ impl Handler for Daemon {
     async fn handle(&self, request: Request) -> Result<serde_json::Value, String> {
         match request {
             Request::Status => Ok(self.status()),
+            Request::CaExport => Ok(json!(self.ca.cert_pem())),
             Request::InterceptList => Ok(self.targets_view()),
             Request::InterceptAdd { entry } | Request::InterceptRemove { entry }
                 if self.ebpf.is_none() =>

@@ -4,8 +4,11 @@
 mod admin;
 mod config;
 mod daemon;
+mod http;
 mod intercept;
+mod mcp;
 mod proxy;
+mod tls;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -49,6 +52,17 @@ enum Command {
         #[command(subcommand)]
         command: InterceptCommand,
     },
+    /// The host CA that signs the certificates clients see.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Print the CA certificate (PEM), to install into trust stores.
+    Export,
 }
 
 #[derive(Subcommand)]
@@ -86,6 +100,16 @@ fn main() -> ExitCode {
             }
         }
         Command::Status => admin_command(&runtime, &cli.socket, cli.output, admin::Request::Status),
+        Command::Ca {
+            command: CaCommand::Export,
+        } => match runtime.block_on(admin::call(&cli.socket, &admin::Request::CaExport)) {
+            Ok(serde_json::Value::String(pem)) => {
+                print!("{pem}");
+                ExitCode::SUCCESS
+            }
+            Ok(other) => fail(format!("unexpected answer: {other}")),
+            Err(e) => fail(e.to_string()),
+        },
         Command::Intercept { command } => {
             let request = match command {
                 InterceptCommand::List => admin::Request::InterceptList,

@@ -20,6 +20,7 @@ test://greeting; prompt greet(name).
 from __future__ import annotations
 
 import argparse
+import logging
 import socket
 import sys
 import threading
@@ -65,9 +66,9 @@ async def slow_count(n: int, delay: float, ctx: Context) -> str:
     return f"counted to {n}"
 
 
-@server.tool()
+@server.tool(structured_output=False)
 def big(n: int) -> str:
-    """Returns n KiB of text."""
+    """Returns n KiB of text (text content only: a structured copy would double it)."""
     line = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-\n"  # 64 bytes
     return line * (16 * n)
 
@@ -117,6 +118,10 @@ def main() -> None:
     args = p.parse_args()
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("--tls-cert and --tls-key go together")
+
+    # MCPServer configured logging at INFO when it was built; quieten it as asked.
+    for name in ("", "mcp", "uvicorn"):
+        logging.getLogger(name).setLevel(args.log_level.upper())
 
     host, port = split_listen(args.listen)
     security = None

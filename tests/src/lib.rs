@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
+pub mod mcp;
+
 /// The uid/gid clients drop to, so attribution of a non-root caller is checked.
 pub const NOBODY: u32 = 65534;
 
@@ -590,8 +592,10 @@ cgroup      = "{cgroup}"
 bypass_mark = 0x4d43
 pin_dir     = "/sys/fs/bpf/{name}"
 
+# The echo peer speaks raw TCP, not HTTP: relay it unchecked.
 [[servers]]
-name  = "echo"
+name     = "echo"
+non_http = "pass"
 match = [{list}]
 "#,
         cgroup = cg.path_in_hierarchy(),

@@ -331,6 +331,7 @@ mode = "explicit"
 
 [[servers]]
 name     = "echo"
+non_http = "pass"
 listen   = "127.0.0.1:18001"
 upstream = "tcp://10.0.3.17:8443"
 "#;

@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Install what building and testing need (idempotent): nightly rust-src, bpf-linker,
-    /// Debian packages, a mounted bpffs.
+    /// Debian packages, a mounted bpffs, the MCP test peers (Python venv, Node packages).
     Setup,
     /// Build (release) and run `mcpgw serve`; extra arguments go to `serve`.
     Run {

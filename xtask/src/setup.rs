@@ -1,10 +1,14 @@
 //! Idempotent set-up of everything building and testing need on a fresh Debian host.
 
-use std::{path::Path, process::Command};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::run;
+use crate::{run, target_dir, workspace_dir};
 
 /// bpf-linker 0.10.0 uses rustc's own LLVM; newer releases need an LLVM this host lacks.
 const BPF_LINKER_VERSION: &str = "0.10.0";
@@ -22,6 +26,7 @@ pub fn setup() -> Result<()> {
     bpf_linker()?;
     debian_packages()?;
     bpffs()?;
+    peers()?;
     Ok(())
 }
 
@@ -106,4 +111,78 @@ fn bpffs() -> Result<()> {
 
 fn nix_is_root() -> bool {
     output(Command::new("id").arg("-u")).is_some_and(|u| u.trim() == "0")
+}
+
+/// The real MCP peers the end-to-end tests drive: the official Python SDK in a venv at
+/// `<target>/peers/venv` (pins in `tests/peers/requirements.txt`) and the TypeScript SDK plus
+/// server-everything in `<target>/peers/node` (from `tests/peers/node/package-lock.json`).
+/// A stamp (a copy of the pin file last installed) skips the work when nothing changed.
+fn peers() -> Result<()> {
+    let src = workspace_dir().join("tests/peers");
+    let dir = target_dir().join("peers");
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    python_peers(&src, &dir.join("venv"))?;
+    node_peers(&src.join("node"), &dir.join("node"))
+}
+
+/// Whether `stamp` holds exactly `pins` (the pin file's text at the last good install).
+fn stamped(stamp: &Path, pins: &str) -> bool {
+    fs::read_to_string(stamp).is_ok_and(|s| s == pins)
+}
+
+fn python_peers(src: &Path, venv: &Path) -> Result<()> {
+    let requirements = src.join("requirements.txt");
+    let pins = fs::read_to_string(&requirements)
+        .with_context(|| format!("reading {}", requirements.display()))?;
+    let stamp = venv.join(".mcpgw-requirements");
+    let python = venv.join("bin/python");
+    if python.exists() && stamped(&stamp, &pins) {
+        return Ok(());
+    }
+    // The system interpreter, not a pyenv shim: clients run as nobody, who cannot enter /root.
+    let system = "/usr/bin/python3";
+    if !Command::new(system)
+        .args(["-c", "import ensurepip"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        run(Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends", "python3-venv"])
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    if !python.exists() {
+        run(Command::new(system).arg("-m").arg("venv").arg(venv))?;
+    }
+    run(Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "-q",
+            "-r",
+        ])
+        .arg(&requirements))?;
+    fs::write(&stamp, pins).with_context(|| format!("writing {}", stamp.display()))
+}
+
+fn node_peers(src: &Path, dest: &Path) -> Result<()> {
+    let lock = fs::read_to_string(src.join("package-lock.json"))
+        .context("reading tests/peers/node/package-lock.json")?;
+    let stamp = dest.join(".mcpgw-package-lock");
+    if dest.join("node_modules").is_dir() && stamped(&stamp, &lock) {
+        return Ok(());
+    }
+    if output(Command::new("npm").arg("--version")).is_none() {
+        bail!("npm not found: the MCP test peers need Node.js 20+ with npm");
+    }
+    fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
+    for file in ["package.json", "package-lock.json"] {
+        let (from, to): (PathBuf, PathBuf) = (src.join(file), dest.join(file));
+        fs::copy(&from, &to).with_context(|| format!("copying {}", from.display()))?;
+    }
+    run(Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(dest))?;
+    fs::write(&stamp, lock).with_context(|| format!("writing {}", stamp.display()))
 }

@@ -21,6 +21,7 @@ const MAX_REQUEST: usize = 64 * 1024;
 #[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     Status,
+    CaExport,
     InterceptList,
     InterceptAdd { entry: String },
     InterceptRemove { entry: String },

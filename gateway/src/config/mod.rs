@@ -42,6 +42,8 @@ pub struct GatewayConfig {
     pub admin_group: String,
     pub listen: Vec<SocketAddr>,
     pub fail_mode: FailMode,
+    /// Largest JSON-RPC body (request, JSON response, or one event) the gateway reads.
+    pub max_body: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -51,6 +53,27 @@ pub enum FailMode {
     Closed,
     /// While the gateway is down, intercepted connects go directly to the server.
     Open,
+}
+
+/// How clients talk to a server: TLS (terminated by the gateway with a host-CA leaf) or
+/// plain HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    #[default]
+    Terminate,
+    Plaintext,
+}
+
+/// What happens to a connection to a server's address that is not the expected protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NonHttp {
+    /// Logged and closed.
+    #[default]
+    Close,
+    /// Relayed byte for byte, unchecked.
+    Pass,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -77,6 +100,12 @@ pub struct ServerConfig {
     pub upstream: Option<HostPort>,
     /// Explicit mode: where clients connect to reach this server.
     pub listen: Option<SocketAddr>,
+    pub tls: TlsMode,
+    /// Extra CA certificates (PEM) trusted for this server's upstream, beside the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Accept any upstream certificate. Only for tests and migrations; logged loudly.
+    pub tls_skip_verify: bool,
+    pub non_http: NonHttp,
 }
 
 /// What a client dials that the gateway intercepts.
@@ -192,6 +221,7 @@ struct RawGateway {
     admin_group: Option<String>,
     listen: Option<Vec<String>>,
     fail_mode: Option<FailMode>,
+    max_body: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -212,6 +242,13 @@ struct RawServer {
     matches: Vec<String>,
     upstream: Option<String>,
     listen: Option<String>,
+    #[serde(default)]
+    tls: TlsMode,
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    tls_skip_verify: bool,
+    #[serde(default)]
+    non_http: NonHttp,
 }
 
 /// Parses and validates a configuration; every problem is reported at once.
@@ -244,7 +281,11 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
         admin_group: gateway.admin_group.unwrap_or_else(|| "mcpgw-admin".into()),
         listen,
         fail_mode: gateway.fail_mode.unwrap_or(FailMode::Closed),
+        max_body: gateway.max_body.unwrap_or(4 << 20),
     };
+    if gateway.max_body < 1024 {
+        errors.push("gateway.max_body: must be at least 1024 bytes".into());
+    }
 
     let cgroup = intercept.cgroup.unwrap_or_else(|| "/".into());
     if !cgroup.starts_with('/') || cgroup.split('/').any(|c| c == "..") {
@@ -308,11 +349,23 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
                     .map_err(|_| errors.push(format!("{where_}.listen: `{l}` is not IP:PORT")))
                     .ok()
             });
+            if let Some(ca) = &s.ca_file {
+                if !ca.is_file() {
+                    errors.push(format!(
+                        "{where_}.ca_file: {} is not a readable file",
+                        ca.display()
+                    ));
+                }
+            }
             ServerConfig {
                 name: s.name,
                 matches,
                 upstream,
                 listen,
+                tls: s.tls,
+                ca_file: s.ca_file,
+                tls_skip_verify: s.tls_skip_verify,
+                non_http: s.non_http,
             }
         })
         .collect::<Vec<ServerConfig>>();

@@ -228,6 +228,7 @@ impl OrigDstSource for EbpfInterception {
                 entry.gid,
                 entry.cgroup_id,
             )),
+            server: None,
         })
     }
 }

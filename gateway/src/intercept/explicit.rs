@@ -7,7 +7,7 @@ use super::{ClientAddr, Destination, InterceptError, ListenAddr, OrigDst, OrigDs
 use crate::config::{MatchAddr, ServerConfig};
 
 pub struct ExplicitOrigDst {
-    by_listen: HashMap<SocketAddr, Destination>,
+    by_listen: HashMap<SocketAddr, (Destination, String)>,
 }
 
 impl ExplicitOrigDst {
@@ -21,7 +21,7 @@ impl ExplicitOrigDst {
                     (None, Some(MatchAddr::Host(h))) => Destination::Name(h.clone()),
                     _ => return None, // rejected by config validation
                 };
-                Some((s.listen?, destination))
+                Some((s.listen?, (destination, s.name.clone())))
             })
             .collect();
         Self { by_listen }
@@ -36,7 +36,7 @@ impl ExplicitOrigDst {
 
 impl OrigDstSource for ExplicitOrigDst {
     fn orig_dst(&self, client: ClientAddr, listen: ListenAddr) -> Result<OrigDst, InterceptError> {
-        let destination =
+        let (destination, server) =
             self.by_listen
                 .get(&listen.0)
                 .cloned()
@@ -47,6 +47,7 @@ impl OrigDstSource for ExplicitOrigDst {
         Ok(OrigDst {
             destination,
             process: None,
+            server: Some(server),
         })
     }
 }

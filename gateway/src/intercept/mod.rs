@@ -77,6 +77,8 @@ impl ProcessInfo {
 pub struct OrigDst {
     pub destination: Destination,
     pub process: Option<ProcessInfo>,
+    /// The `[[servers]]` entry, when the source knows it (explicit mode: by listen address).
+    pub server: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

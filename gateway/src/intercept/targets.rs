@@ -131,6 +131,25 @@ impl TargetTable {
             .collect()
     }
 
+    /// The configured server a connection to `addr` is for.
+    pub fn server_for(&self, addr: SocketAddr) -> Option<&str> {
+        let addr = canonical(addr);
+        let hit = |m: &MatchAddr| match m {
+            MatchAddr::Socket(a) => *a == addr,
+            MatchAddr::AnyAddr(port) => *port == addr.port(),
+            MatchAddr::Host(h) => self
+                .resolved
+                .get(h)
+                .is_some_and(|addrs| addrs.contains(&addr)),
+        };
+        // Exact entries win over wildcards.
+        self.configured
+            .iter()
+            .find(|(m, _)| !matches!(m, MatchAddr::AnyAddr(_)) && hit(m))
+            .or_else(|| self.configured.iter().find(|(m, _)| hit(m)))
+            .map(|(_, server)| server.as_str())
+    }
+
     pub fn add(&mut self, entry: MatchAddr) -> Result<bool, InterceptError> {
         if self.entries().any(|m| *m == entry) {
             return Ok(false);

@@ -1,6 +1,7 @@
-//! The data path for now: accepted connections are forwarded byte for byte to their original
-//! destination (L4 pass-through, both directions, half-close respected). A connection whose
-//! destination cannot be established is closed, never forwarded anywhere else.
+//! Accepted connections: recover the original destination and the process, then hand the
+//! connection to the MCP data path (`http`) when it is for a `[[servers]]` entry, or relay it
+//! byte for byte (run-time targets without a server entry, `non_http = "pass"`). A connection
+//! whose destination cannot be established is closed, never forwarded anywhere else.
 
 use std::{
     collections::VecDeque,
@@ -14,7 +15,13 @@ use std::{
 use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::intercept::{socket_factory::SocketFactory, ClientAddr, ListenAddr, OrigDstSource};
+use crate::{
+    http::{Route, ServeError, L7},
+    intercept::{
+        socket_factory::SocketFactory, targets::TargetTable, ClientAddr, Destination, ListenAddr,
+        OrigDstSource,
+    },
+};
 
 /// How many finished connections `mcpgw status` shows.
 const RECENT_CONNECTIONS: usize = 256;
@@ -29,6 +36,8 @@ pub struct ConnectionRecord {
     pub cgroup_id: Option<u64>,
     pub exe: Option<String>,
     pub cgroup: Option<String>,
+    /// The `[[servers]]` entry that handled it; `None`: relayed byte for byte.
+    pub server: Option<String>,
     pub outcome: String,
     pub bytes_up: u64,
     pub bytes_down: u64,
@@ -65,6 +74,10 @@ pub struct Proxy {
     pub orig_dst: Arc<dyn OrigDstSource>,
     pub sockets: SocketFactory,
     pub stats: ProxyStats,
+    pub l7: Arc<L7>,
+    /// `[[servers]]` by name.
+    pub routes: std::collections::HashMap<String, Arc<Route>>,
+    pub targets: Arc<Mutex<TargetTable>>,
 }
 
 impl Proxy {
@@ -84,7 +97,7 @@ impl Proxy {
         }
     }
 
-    async fn handle(&self, mut client: TcpStream, peer: SocketAddr) {
+    async fn handle(&self, client: TcpStream, peer: SocketAddr) {
         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
         let mut record = ConnectionRecord {
             client: peer.to_string(),
@@ -95,11 +108,12 @@ impl Proxy {
             cgroup_id: None,
             exe: None,
             cgroup: None,
+            server: None,
             outcome: String::new(),
             bytes_up: 0,
             bytes_down: 0,
         };
-        let outcome = self.forward(&mut client, peer, &mut record).await;
+        let outcome = self.forward(client, peer, &mut record).await;
         match outcome {
             Ok(()) => {
                 self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
@@ -126,7 +140,7 @@ impl Proxy {
 
     async fn forward(
         &self,
-        client: &mut TcpStream,
+        client: TcpStream,
         peer: SocketAddr,
         record: &mut ConnectionRecord,
     ) -> Result<(), String> {
@@ -147,14 +161,45 @@ impl Proxy {
             record.cgroup = p.cgroup.clone();
         }
         let _ = client.set_nodelay(true);
+        let server = orig.server.clone().or_else(|| match &orig.destination {
+            Destination::Socket(addr) => self
+                .targets
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .server_for(*addr)
+                .map(str::to_owned),
+            Destination::Name(_) => None,
+        });
+        record.server = server.clone();
+        // Targets added at run time without a server entry are relayed as they are.
+        let Some(route) = server.and_then(|s| self.routes.get(&s).cloned()) else {
+            return self.relay(client, &orig.destination, record).await;
+        };
+        match self.l7.clone().serve(client, peer, &orig, route).await {
+            Ok(()) => Ok(()),
+            Err(ServeError::Failed(reason)) => Err(reason),
+            Err(ServeError::PassThrough(client, what)) => {
+                tracing::info!(client = %peer, orig_dst = %orig.destination, what, "relaying unchecked (servers.non_http = \"pass\")");
+                self.relay(client, &orig.destination, record).await
+            }
+        }
+    }
+
+    /// Byte-for-byte relay to the original destination.
+    async fn relay(
+        &self,
+        mut client: TcpStream,
+        destination: &Destination,
+        record: &mut ConnectionRecord,
+    ) -> Result<(), String> {
         let mut upstream = self
             .sockets
-            .connect(&orig.destination)
+            .connect(destination)
             .await
-            .map_err(|e| format!("upstream {}: {e}", orig.destination))?;
+            .map_err(|e| format!("upstream {destination}: {e}"))?;
         // copy_bidirectional shuts down each write side when the other side's read ends,
         // which carries a client's half-close through to the server and back.
-        match tokio::io::copy_bidirectional(client, &mut upstream).await {
+        match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
             Ok((up, down)) => {
                 record.bytes_up = up;
                 record.bytes_down = down;

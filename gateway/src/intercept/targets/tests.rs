@@ -6,6 +6,10 @@ fn server(matches: &[&str]) -> ServerConfig {
         matches: matches.iter().map(|m| m.parse().unwrap()).collect(),
         upstream: None,
         listen: None,
+        tls: Default::default(),
+        ca_file: None,
+        tls_skip_verify: false,
+        non_http: Default::default(),
     }
 }
 

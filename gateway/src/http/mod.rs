@@ -1,0 +1,736 @@
+//! The MCP-aware data path: TLS termination with a leaf for the name the client dialed,
+//! HTTP/1.1 and h2 with hyper, and MCP Streamable HTTP / legacy HTTP+SSE: every JSON-RPC
+//! message in either direction passes the interceptor chain before it is forwarded.
+//! Request bodies are read up to `max_body`; event streams are forwarded event by event.
+
+pub mod upstream;
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use serde_json::Value;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpStream,
+};
+
+use self::upstream::{Body, BoxError, Upstream, UpstreamTarget};
+use crate::{
+    config::{NonHttp, ServerConfig, TlsMode},
+    intercept::{socket_factory::SocketFactory, Destination, OrigDst},
+    mcp::{
+        interceptor::Session,
+        jsonrpc::{self, code},
+        sse::SseParser,
+        Chain, Direction, McpMessage, RpcError,
+    },
+    tls::HostCa,
+};
+
+/// How long a client may take to send its first bytes (TLS ClientHello or HTTP request).
+const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A `[[servers]]` entry ready for the data path.
+pub struct Route {
+    pub name: String,
+    pub tls: TlsMode,
+    pub upstream: Option<crate::config::HostPort>,
+    pub upstream_tls: Arc<rustls::ClientConfig>,
+    pub non_http: NonHttp,
+}
+
+impl Route {
+    pub fn new(server: &ServerConfig) -> Result<Self, crate::tls::TlsError> {
+        if server.tls_skip_verify {
+            tracing::warn!(server = %server.name, "upstream certificate verification is OFF (tls_skip_verify)");
+        }
+        Ok(Self {
+            name: server.name.clone(),
+            tls: server.tls,
+            upstream: server.upstream.clone(),
+            upstream_tls: crate::tls::client_config(
+                server.ca_file.as_deref(),
+                server.tls_skip_verify,
+            )?,
+            non_http: server.non_http,
+        })
+    }
+}
+
+pub struct L7 {
+    pub ca: Arc<HostCa>,
+    pub chain: Chain,
+    pub sockets: SocketFactory,
+    pub max_body: usize,
+    next_session: AtomicU64,
+}
+
+/// What the client connection turned out to carry.
+enum FirstBytes {
+    Tls,
+    Http,
+    Other,
+}
+
+impl L7 {
+    pub fn new(ca: Arc<HostCa>, chain: Chain, sockets: SocketFactory, max_body: usize) -> Self {
+        Self {
+            ca,
+            chain,
+            sockets,
+            max_body,
+            next_session: AtomicU64::new(1),
+        }
+    }
+
+    /// Serves one client connection. `Err(stream)` hands a non-HTTP connection back for
+    /// byte pass-through when the route allows it.
+    pub async fn serve(
+        self: Arc<Self>,
+        stream: TcpStream,
+        client: SocketAddr,
+        orig: &OrigDst,
+        route: Arc<Route>,
+    ) -> Result<(), ServeError> {
+        let first = match tokio::time::timeout(FIRST_BYTES_TIMEOUT, sniff(&stream)).await {
+            Ok(Ok(first)) => first,
+            Ok(Err(e)) => return Err(ServeError::Failed(format!("reading from client: {e}"))),
+            Err(_) => FirstBytes::Other,
+        };
+        let session = |sni: Option<String>| {
+            Arc::new(Session {
+                id: self.next_session.fetch_add(1, Ordering::Relaxed),
+                client,
+                orig_dst: orig.destination.to_string(),
+                server: route.name.clone(),
+                sni,
+                process: orig.process.clone(),
+                mcp: Default::default(),
+            })
+        };
+        match (first, route.tls) {
+            (FirstBytes::Tls, TlsMode::Terminate) => {
+                let start = tokio_rustls::LazyConfigAcceptor::new(
+                    rustls::server::Acceptor::default(),
+                    stream,
+                )
+                .await
+                .map_err(|e| ServeError::Failed(format!("TLS ClientHello: {e}")))?;
+                let sni = start.client_hello().server_name().map(str::to_owned);
+                // Without SNI (clients dialing an IP literal), the leaf names the address dialed.
+                let name = sni.clone().unwrap_or_else(|| match &orig.destination {
+                    Destination::Socket(a) => a.ip().to_string(),
+                    Destination::Name(h) => h.host.clone(),
+                });
+                let config = self
+                    .ca
+                    .server_config(&name)
+                    .map_err(|e| ServeError::Failed(e.to_string()))?;
+                let tls = start
+                    .into_stream(config)
+                    .await
+                    .map_err(|e| ServeError::Failed(format!("TLS handshake with client: {e}")))?;
+                let upstream_name = self.upstream_name(orig, &route, Some(&name));
+                let target = UpstreamTarget {
+                    dest: self.upstream_dest(orig, &route),
+                    tls: Some((route.upstream_tls.clone(), upstream_name)),
+                };
+                self.serve_http(tls, session(sni), target, "https").await
+            }
+            (FirstBytes::Http, TlsMode::Plaintext) => {
+                let target = UpstreamTarget {
+                    dest: self.upstream_dest(orig, &route),
+                    tls: None,
+                };
+                self.serve_http(stream, session(None), target, "http").await
+            }
+            (first, _) => {
+                let what = match first {
+                    FirstBytes::Tls => "TLS on a plaintext server",
+                    FirstBytes::Http => "plaintext HTTP on a TLS server",
+                    FirstBytes::Other => "not HTTP",
+                };
+                match route.non_http {
+                    NonHttp::Pass => Err(ServeError::PassThrough(stream, what)),
+                    NonHttp::Close => Err(ServeError::Failed(format!(
+                        "{what}: connection closed (servers.non_http = \"close\")"
+                    ))),
+                }
+            }
+        }
+    }
+
+    fn upstream_dest(&self, orig: &OrigDst, route: &Route) -> Destination {
+        match &route.upstream {
+            Some(up) => Destination::Name(up.clone()),
+            None => orig.destination.clone(),
+        }
+    }
+
+    /// The name the upstream certificate must carry: the configured upstream's host, else
+    /// the name the client asked for, else the address it dialed.
+    fn upstream_name(
+        &self,
+        orig: &OrigDst,
+        route: &Route,
+        client_name: Option<&str>,
+    ) -> ServerName<'static> {
+        let name = match (&route.upstream, client_name) {
+            (Some(up), _) => up.host.clone(),
+            (None, Some(n)) => n.to_owned(),
+            (None, None) => orig.destination.to_string(),
+        };
+        ServerName::try_from(name.clone()).unwrap_or_else(|_| {
+            ServerName::try_from("invalid.invalid".to_owned()).expect("valid literal")
+        })
+    }
+
+    async fn serve_http<I>(
+        self: &Arc<Self>,
+        io: I,
+        session: Arc<Session>,
+        target: UpstreamTarget,
+        scheme: &'static str,
+    ) -> Result<(), ServeError>
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let conn = Arc::new(Conn {
+            l7: self.clone(),
+            session,
+            upstream: Upstream::new(target, self.sockets.clone()),
+            scheme,
+        });
+        let service = hyper::service::service_fn(move |req| {
+            let conn = conn.clone();
+            async move { Ok::<_, Infallible>(conn.handle(req).await) }
+        });
+        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(io), service)
+            .await
+            .map_err(|e| ServeError::Failed(format!("HTTP: {e}")))
+    }
+}
+
+pub enum ServeError {
+    Failed(String),
+    /// Not HTTP, and the route says to pass such connections through unchanged.
+    PassThrough(TcpStream, &'static str),
+}
+
+/// Peeks at the first bytes without consuming them.
+async fn sniff(stream: &TcpStream) -> std::io::Result<FirstBytes> {
+    let mut buf = [0u8; 8];
+    let n = stream.peek(&mut buf).await?;
+    let head = &buf[..n];
+    Ok(if head.first() == Some(&0x16) {
+        FirstBytes::Tls
+    } else if [
+        &b"GET "[..],
+        b"POST",
+        b"DELE",
+        b"PUT ",
+        b"HEAD",
+        b"OPTI",
+        b"PATC",
+        b"PRI ",
+    ]
+    .iter()
+    .any(|m| head.starts_with(&m[..m.len().min(head.len())]) && !head.is_empty())
+    {
+        FirstBytes::Http
+    } else {
+        FirstBytes::Other
+    })
+}
+
+/// One client connection's HTTP exchanges.
+struct Conn {
+    l7: Arc<L7>,
+    session: Arc<Session>,
+    upstream: Upstream,
+    scheme: &'static str,
+}
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-authenticate",
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    for name in HOP_BY_HOP
+        .iter()
+        .copied()
+        .chain(listed.iter().map(String::as_str))
+    {
+        headers.remove(name);
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    content_type(headers).is_some_and(|ct| ct == "application/json" || ct.ends_with("+json"))
+}
+
+fn content_type(headers: &HeaderMap) -> Option<String> {
+    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(
+        ct.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A JSON-RPC error as the HTTP response.
+fn rpc_error_response(status: StatusCode, id: &Value, error: &RpcError) -> Response<Body> {
+    let mut response = Response::new(full(
+        serde_json::to_vec(&error.to_response(id)).unwrap_or_default(),
+    ));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+impl Conn {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        if parts.method == Method::POST {
+            self.handle_post(parts, body).await
+        } else {
+            // GET (event streams), DELETE (session end) and the rest: bodies pass as they are,
+            // responses are checked like any other.
+            let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
+            self.forward(parts, body, &Value::Null).await
+        }
+    }
+
+    async fn handle_post(&self, parts: http::request::Parts, body: Incoming) -> Response<Body> {
+        let max = self.l7.max_body;
+        if !is_json(&parts.headers) {
+            let error = RpcError::new(
+                code::INVALID_REQUEST,
+                "MCP POST bodies must be application/json",
+            );
+            return rpc_error_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, &Value::Null, &error);
+        }
+        let too_large = || {
+            RpcError::new(
+                code::TOO_LARGE,
+                format!("request body exceeds the gateway limit of {max} bytes"),
+            )
+        };
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max as u64) {
+            return rpc_error_response(StatusCode::PAYLOAD_TOO_LARGE, &Value::Null, &too_large());
+        }
+        let bytes = match Limited::new(body, max).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return rpc_error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &Value::Null,
+                    &too_large(),
+                );
+            }
+            Err(e) => {
+                let error =
+                    RpcError::new(code::INVALID_REQUEST, format!("reading request body: {e}"));
+                return rpc_error_response(StatusCode::BAD_REQUEST, &Value::Null, &error);
+            }
+        };
+        let mut rpc = match jsonrpc::Body::parse(&bytes) {
+            Ok(rpc) => rpc,
+            Err(error) => return rpc_error_response(StatusCode::BAD_REQUEST, &Value::Null, &error),
+        };
+        let header_version = parts
+            .headers
+            .get("mcp-protocol-version")
+            .and_then(|v| v.to_str().ok());
+        let meta_version = rpc
+            .messages()
+            .iter()
+            .find_map(McpMessage::meta_protocol_version)
+            .map(str::to_owned);
+        self.session.update_mcp(
+            parts
+                .headers
+                .get("mcp-session-id")
+                .and_then(|v| v.to_str().ok()),
+            header_version.or(meta_version.as_deref()),
+        );
+
+        // Every message must pass the chain; if one is refused, nothing is forwarded.
+        let mut modified = false;
+        let mut refused = Vec::new();
+        for msg in rpc.messages_mut() {
+            match self
+                .l7
+                .chain
+                .message(&self.session, Direction::ClientToServer, msg)
+            {
+                Ok(m) => modified |= m,
+                Err(error) => refused.push((msg.id().cloned(), error)),
+            }
+        }
+        if !refused.is_empty() {
+            return self.refuse(&rpc, refused);
+        }
+        let first_id = match &rpc {
+            jsonrpc::Body::Single(m) => m.id().cloned().unwrap_or(Value::Null),
+            jsonrpc::Body::Batch(_) => Value::Null,
+        };
+        let body = if modified {
+            Bytes::from(rpc.to_bytes())
+        } else {
+            bytes
+        };
+        self.forward(parts, full(body), &first_id).await
+    }
+
+    /// Answers a POST whose messages were (partly) refused, without forwarding any of them.
+    fn refuse(
+        &self,
+        rpc: &jsonrpc::Body,
+        refused: Vec<(Option<Value>, RpcError)>,
+    ) -> Response<Body> {
+        match rpc {
+            jsonrpc::Body::Single(msg) => {
+                let (id, error) = &refused[0];
+                // A refused request gets its JSON-RPC error; a refused notification or response
+                // has no id to answer, so the HTTP status carries it.
+                let status = if msg.id().is_some() && msg.method().is_some() {
+                    StatusCode::OK
+                } else {
+                    StatusCode::FORBIDDEN
+                };
+                rpc_error_response(status, id.as_ref().unwrap_or(&Value::Null), error)
+            }
+            jsonrpc::Body::Batch(msgs) => {
+                let not_sent = RpcError::new(
+                    code::GATEWAY_REFUSED,
+                    "not forwarded: another message in the batch was refused",
+                );
+                let answers: Vec<Value> = msgs
+                    .iter()
+                    .filter(|m| m.method().is_some() && m.id().is_some())
+                    .map(|m| {
+                        let id = m.id().cloned().unwrap_or(Value::Null);
+                        let error = refused
+                            .iter()
+                            .find(|(rid, _)| rid.as_ref() == Some(&id))
+                            .map_or(&not_sent, |(_, e)| e);
+                        error.to_response(&id)
+                    })
+                    .collect();
+                let mut response =
+                    Response::new(full(serde_json::to_vec(&answers).unwrap_or_default()));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                response
+            }
+        }
+    }
+
+    async fn forward(&self, parts: http::request::Parts, body: Body, id: &Value) -> Response<Body> {
+        let authority = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| self.session.orig_dst.clone());
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let mut headers = parts.headers.clone();
+        strip_hop_by_hop(&mut headers);
+        let body = std::sync::Mutex::new(Some(body));
+        let make = |h2: bool| {
+            let mut req = Request::new(
+                body.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+                    .unwrap_or_else(|| full(Bytes::new())),
+            );
+            *req.method_mut() = parts.method.clone();
+            let mut headers = headers.clone();
+            if h2 {
+                *req.version_mut() = http::Version::HTTP_2;
+                *req.uri_mut() = format!("{}://{authority}{path}", self.scheme)
+                    .parse()
+                    .unwrap_or_default();
+                headers.remove(header::HOST);
+            } else {
+                *req.version_mut() = http::Version::HTTP_11;
+                *req.uri_mut() = path.parse().unwrap_or_default();
+                // Servers bound to loopback check Host: keep the client's.
+                if let Ok(host) = HeaderValue::from_str(&authority) {
+                    headers.insert(header::HOST, host);
+                }
+            }
+            *req.headers_mut() = headers;
+            req
+        };
+        let response = match self.upstream.send(make).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(session = self.session.id, error = %e, "upstream request failed");
+                let error = RpcError::new(code::UPSTREAM_FAILED, format!("upstream server: {e}"));
+                return rpc_error_response(StatusCode::BAD_GATEWAY, id, &error);
+            }
+        };
+        self.process_response(response, id).await
+    }
+
+    async fn process_response(&self, response: Response<Incoming>, id: &Value) -> Response<Body> {
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        self.session.update_mcp(
+            parts
+                .headers
+                .get("mcp-session-id")
+                .and_then(|v| v.to_str().ok()),
+            None,
+        );
+        let ct = content_type(&parts.headers);
+        if ct.as_deref() == Some("text/event-stream") {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            return Response::from_parts(parts, self.event_stream(body));
+        }
+        if !is_json(&parts.headers) {
+            // 202 Accepted, empty DELETE answers, HTTP errors in text: nothing JSON-RPC to check.
+            let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
+            return Response::from_parts(parts, body);
+        }
+        let max = self.l7.max_body;
+        let bytes = match Limited::new(body, max).collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) => {
+                let error = RpcError::new(
+                    code::UPSTREAM_FAILED,
+                    format!("upstream response: {e} (limit {max} bytes)"),
+                );
+                return rpc_error_response(StatusCode::BAD_GATEWAY, id, &error);
+            }
+        };
+        if bytes.is_empty() {
+            return Response::from_parts(parts, full(bytes));
+        }
+        let mut rpc = match jsonrpc::Body::parse(&bytes) {
+            Ok(rpc) => rpc,
+            // An HTTP error with a JSON body that is not JSON-RPC (e.g. a framework's 400)
+            // carries no MCP message: pass it. A success that is not JSON-RPC is refused.
+            Err(_) if !parts.status.is_success() => {
+                return Response::from_parts(parts, full(bytes))
+            }
+            Err(e) => {
+                let error = RpcError::new(
+                    code::UPSTREAM_FAILED,
+                    format!("upstream sent invalid JSON-RPC: {}", e.message),
+                );
+                return rpc_error_response(StatusCode::BAD_GATEWAY, id, &error);
+            }
+        };
+        let mut modified = false;
+        for msg in rpc.messages_mut() {
+            self.note_server_message(msg);
+            match self
+                .l7
+                .chain
+                .message(&self.session, Direction::ServerToClient, msg)
+            {
+                Ok(m) => modified |= m,
+                Err(error) => {
+                    *msg =
+                        McpMessage::from_value(error.to_response(msg.id().unwrap_or(&Value::Null)))
+                            .expect("an error response is valid JSON-RPC");
+                    modified = true;
+                }
+            }
+        }
+        parts.headers.remove(header::CONTENT_LENGTH);
+        let body = if modified {
+            Bytes::from(rpc.to_bytes())
+        } else {
+            bytes
+        };
+        Response::from_parts(parts, full(body))
+    }
+
+    /// Tracks what the server says about the session (initialize's negotiated version).
+    fn note_server_message(&self, msg: &McpMessage) {
+        if let Some(version) = msg
+            .raw
+            .get("result")
+            .and_then(|r| r.get("protocolVersion"))
+            .and_then(Value::as_str)
+        {
+            self.session.update_mcp(None, Some(version));
+        }
+    }
+
+    /// Forwards an event stream event by event, each through the chain, as they arrive.
+    fn event_stream(&self, body: Incoming) -> Body {
+        let l7 = self.l7.clone();
+        let session = self.session.clone();
+        let parser = SseParser::new(l7.max_body);
+        let stream = futures_util::stream::unfold(
+            (body, parser, l7, session, false),
+            |(mut body, mut parser, l7, session, done)| async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    let frame = match body.frame().await {
+                        None => {
+                            if !parser.remainder().is_empty() {
+                                // An event cut off by the end of the stream was never complete.
+                                tracing::warn!(
+                                    session = session.id,
+                                    bytes = parser.remainder().len(),
+                                    "unterminated event at end of stream dropped"
+                                );
+                            }
+                            return None;
+                        }
+                        Some(Err(e)) => {
+                            let error: BoxError =
+                                format!("upstream event stream broke: {e}").into();
+                            return Some((Err(error), (body, parser, l7, session, true)));
+                        }
+                        Some(Ok(frame)) => frame,
+                    };
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    let events = match parser.push(&data) {
+                        Ok(events) => events,
+                        Err(e) => {
+                            tracing::warn!(session = session.id, error = %e, "event stream refused");
+                            let error: BoxError = e.to_string().into();
+                            return Some((Err(error), (body, parser, l7, session, true)));
+                        }
+                    };
+                    if events.is_empty() {
+                        continue;
+                    }
+                    let mut out = Vec::new();
+                    for event in events {
+                        if let Some(bytes) = check_event(&l7, &session, event) {
+                            out.extend_from_slice(&bytes);
+                        }
+                    }
+                    if out.is_empty() {
+                        continue;
+                    }
+                    return Some((
+                        Ok(Frame::data(Bytes::from(out))),
+                        (body, parser, l7, session, false),
+                    ));
+                }
+            },
+        );
+        StreamBody::new(stream.boxed()).boxed_unsync()
+    }
+}
+
+/// One server-sent event through the chain; `None` drops it.
+fn check_event(l7: &L7, session: &Session, event: crate::mcp::sse::SseEvent) -> Option<Bytes> {
+    if let Err(error) = l7.chain.stream_event(session, &event) {
+        tracing::info!(session = session.id, error = %error.message, "event dropped");
+        return None;
+    }
+    let Some(data) = event.data.as_deref() else {
+        return Some(event.raw); // keep-alive comments
+    };
+    let trimmed = data.trim_start();
+    if !(trimmed.starts_with('{') || trimmed.starts_with('[')) {
+        // Not a JSON-RPC message (the legacy transport's `endpoint` URL): nothing to check.
+        return Some(event.raw);
+    }
+    let mut rpc = match jsonrpc::Body::parse(data.as_bytes()) {
+        Ok(rpc) => rpc,
+        Err(e) => {
+            tracing::warn!(session = session.id, error = %e.message, "invalid JSON-RPC event from upstream dropped");
+            return None;
+        }
+    };
+    let mut modified = false;
+    for msg in rpc.messages_mut() {
+        if let Some(version) = msg
+            .raw
+            .get("result")
+            .and_then(|r| r.get("protocolVersion"))
+            .and_then(Value::as_str)
+        {
+            session.update_mcp(None, Some(version));
+        }
+        match l7.chain.message(session, Direction::ServerToClient, msg) {
+            Ok(m) => modified |= m,
+            Err(error) => match msg.id() {
+                // A refused response still answers its request, with the error.
+                Some(id) if msg.method().is_none() => {
+                    *msg = McpMessage::from_value(error.to_response(id)).expect("valid JSON-RPC");
+                    modified = true;
+                }
+                _ => return None,
+            },
+        }
+    }
+    if modified {
+        Some(event.with_data(&String::from_utf8_lossy(&rpc.to_bytes())))
+    } else {
+        Some(event.raw)
+    }
+}

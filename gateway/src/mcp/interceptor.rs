@@ -1,0 +1,306 @@
+//! The interceptor chain: the one place later stages (identity, policy, approvals,
+//! credentials, masking, recording) see and act on every message.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use super::{jsonrpc::McpMessage, sse::SseEvent, RpcError};
+use crate::intercept::ProcessInfo;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    ClientToServer,
+    ServerToClient,
+}
+
+/// What an interceptor decided about a message.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "Modified and Reject are for the policy and masking stages; the chain's tests use them"
+    )
+)]
+pub enum Verdict {
+    Continue,
+    /// The interceptor changed the message; it is re-serialized before forwarding.
+    Modified,
+    /// The message is not forwarded; the client gets this error instead.
+    Reject(RpcError),
+}
+
+/// The gateway session a message belongs to: one client connection, what it dialed, who
+/// made it, and the MCP session it speaks.
+#[derive(Debug)]
+pub struct Session {
+    pub id: u64,
+    pub client: SocketAddr,
+    pub orig_dst: String,
+    pub server: String,
+    pub sni: Option<String>,
+    pub process: Option<ProcessInfo>,
+    pub mcp: Mutex<McpState>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct McpState {
+    pub session_id: Option<String>,
+    pub protocol_version: Option<String>,
+}
+
+impl Session {
+    pub fn mcp(&self) -> McpState {
+        self.mcp.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn update_mcp(&self, session_id: Option<&str>, protocol_version: Option<&str>) {
+        let mut state = self.mcp.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(id) = session_id {
+            state.session_id = Some(id.to_owned());
+        }
+        if let Some(v) = protocol_version {
+            state.protocol_version = Some(v.to_owned());
+        }
+    }
+}
+
+/// Hooks per kind of message. Defaults let everything through unchanged.
+pub trait Interceptor: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// A request: client→server, or server→client (sampling, elicitation, roots).
+    fn on_request(
+        &self,
+        _session: &Session,
+        _direction: Direction,
+        _msg: &mut McpMessage,
+    ) -> Verdict {
+        Verdict::Continue
+    }
+
+    /// A response or error to a request.
+    fn on_response(
+        &self,
+        _session: &Session,
+        _direction: Direction,
+        _msg: &mut McpMessage,
+    ) -> Verdict {
+        Verdict::Continue
+    }
+
+    fn on_notification(
+        &self,
+        _session: &Session,
+        _direction: Direction,
+        _msg: &mut McpMessage,
+    ) -> Verdict {
+        Verdict::Continue
+    }
+
+    /// Every server-sent event, before its data (if JSON-RPC) goes through the hooks above.
+    fn on_stream_event(&self, _session: &Session, _event: &SseEvent) -> Verdict {
+        Verdict::Continue
+    }
+}
+
+/// Interceptors in order; the first rejection wins.
+#[derive(Clone, Default)]
+pub struct Chain(Vec<Arc<dyn Interceptor>>);
+
+impl Chain {
+    pub fn new(interceptors: Vec<Arc<dyn Interceptor>>) -> Self {
+        Self(interceptors)
+    }
+
+    /// Runs the message hooks; `Ok(true)` when some interceptor changed the message.
+    pub fn message(
+        &self,
+        session: &Session,
+        direction: Direction,
+        msg: &mut McpMessage,
+    ) -> Result<bool, RpcError> {
+        use super::jsonrpc::Kind;
+        let mut modified = false;
+        for interceptor in &self.0 {
+            let verdict = match msg.kind {
+                Kind::Request { .. } => interceptor.on_request(session, direction, msg),
+                Kind::Notification { .. } => interceptor.on_notification(session, direction, msg),
+                Kind::Response { .. } | Kind::Error { .. } => {
+                    interceptor.on_response(session, direction, msg)
+                }
+            };
+            match verdict {
+                Verdict::Continue => {}
+                Verdict::Modified => modified = true,
+                Verdict::Reject(error) => {
+                    tracing::info!(session = session.id, interceptor = interceptor.name(), error = %error.message, "message rejected");
+                    return Err(error);
+                }
+            }
+        }
+        Ok(modified)
+    }
+
+    pub fn stream_event(&self, session: &Session, event: &SseEvent) -> Result<(), RpcError> {
+        for interceptor in &self.0 {
+            if let Verdict::Reject(error) = interceptor.on_stream_event(session, event) {
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Logs every message (method, id, tool) at debug level, and tool calls at info.
+pub struct LoggingInterceptor;
+
+impl LoggingInterceptor {
+    fn log(session: &Session, direction: Direction, msg: &McpMessage) {
+        let mcp = session.mcp();
+        let tool = msg.tool_call().map(|(name, _)| name);
+        if let Some(tools) = msg.tool_definitions() {
+            tracing::debug!(session = session.id, server = %session.server, tools = tools.len(), "tools/list result");
+        }
+        if tool.is_some() {
+            tracing::info!(
+                session = session.id,
+                server = %session.server,
+                client = %session.client,
+                sni = session.sni.as_deref().unwrap_or("-"),
+                pid = session.process.as_ref().map(|p| p.pid),
+                mcp_session = mcp.session_id.as_deref().unwrap_or("-"),
+                id = %msg.id().map(ToString::to_string).unwrap_or_default(),
+                tool,
+                "tools/call"
+            );
+        } else {
+            tracing::debug!(
+                session = session.id,
+                server = %session.server,
+                ?direction,
+                method = msg.method().unwrap_or("-"),
+                id = %msg.id().map(ToString::to_string).unwrap_or_default(),
+                "mcp message"
+            );
+        }
+    }
+}
+
+impl Interceptor for LoggingInterceptor {
+    fn name(&self) -> &'static str {
+        "logging"
+    }
+
+    fn on_request(&self, session: &Session, direction: Direction, msg: &mut McpMessage) -> Verdict {
+        Self::log(session, direction, msg);
+        Verdict::Continue
+    }
+
+    fn on_response(
+        &self,
+        session: &Session,
+        direction: Direction,
+        msg: &mut McpMessage,
+    ) -> Verdict {
+        Self::log(session, direction, msg);
+        Verdict::Continue
+    }
+
+    fn on_notification(
+        &self,
+        session: &Session,
+        direction: Direction,
+        msg: &mut McpMessage,
+    ) -> Verdict {
+        Self::log(session, direction, msg);
+        Verdict::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::mcp::jsonrpc::code;
+
+    struct DenyTool(&'static str);
+
+    impl Interceptor for DenyTool {
+        fn name(&self) -> &'static str {
+            "deny-tool"
+        }
+
+        fn on_request(&self, _: &Session, _: Direction, msg: &mut McpMessage) -> Verdict {
+            match msg.tool_call() {
+                Some((name, _)) if name == self.0 => {
+                    Verdict::Reject(RpcError::new(code::GATEWAY_REFUSED, "denied"))
+                }
+                _ => Verdict::Continue,
+            }
+        }
+    }
+
+    struct Tag;
+
+    impl Interceptor for Tag {
+        fn name(&self) -> &'static str {
+            "tag"
+        }
+
+        fn on_response(&self, _: &Session, _: Direction, msg: &mut McpMessage) -> Verdict {
+            msg.raw.insert("tagged".into(), json!(true));
+            Verdict::Modified
+        }
+    }
+
+    fn session() -> Session {
+        Session {
+            id: 1,
+            client: "127.0.0.1:1".parse().unwrap(),
+            orig_dst: "10.0.3.17:8443".into(),
+            server: "s".into(),
+            sni: None,
+            process: None,
+            mcp: Default::default(),
+        }
+    }
+
+    fn msg(v: serde_json::Value) -> McpMessage {
+        McpMessage::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn first_rejection_wins_and_modifications_are_reported() {
+        let chain = Chain::new(vec![
+            Arc::new(LoggingInterceptor),
+            Arc::new(DenyTool("drop_db")),
+            Arc::new(Tag),
+        ]);
+        let s = session();
+        let mut call =
+            msg(json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"drop_db"}}));
+        assert_eq!(
+            chain
+                .message(&s, Direction::ClientToServer, &mut call)
+                .unwrap_err()
+                .message,
+            "denied"
+        );
+        let mut ok =
+            msg(json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo"}}));
+        assert_eq!(
+            chain.message(&s, Direction::ClientToServer, &mut ok),
+            Ok(false)
+        );
+        let mut response = msg(json!({"jsonrpc":"2.0","id":2,"result":{}}));
+        assert_eq!(
+            chain.message(&s, Direction::ServerToClient, &mut response),
+            Ok(true)
+        );
+        assert_eq!(response.raw["tagged"], json!(true));
+    }
+}

@@ -1,0 +1,170 @@
+"""MCP test client on the official Python SDK (PyPI `mcp` 2.x, `mcp.Client`).
+
+    mcp_client.py --url URL [--transport streamable-http|sse]
+                  [--protocol-era session|stateless|auto] [--ca-file PEM]
+
+Runs one fixed scenario against tests/peers/mcp_server.py and prints ONE JSON line of
+normalized results (no ids, session ids or timings), so a direct run and a run through a
+proxy compare equal. On failure it prints {"error": "..."} and exits 1.
+
+Protocol eras (SDK `Client(mode=...)`):
+  session    mode="legacy": initialize + notifications/initialized, Mcp-Session-Id,
+             DELETE of the session on close (streamable HTTP).
+  stateless  mode="2026-07-28": no handshake, no session; every POST carries
+             Mcp-Protocol-Version: 2026-07-28 (+ Mcp-Method / Mcp-Name) and the version
+             and capabilities in params._meta.
+  auto       the SDK default: server/discover first, falls back to initialize when the
+             server does not speak 2026-07-28.
+
+TLS: the SDK's httpx2 client trusts SSL_CERT_FILE / SSL_CERT_DIR when set (httpcore2
+default_ssl_context); --ca-file sets SSL_CERT_FILE for this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from typing import Any
+
+import anyio
+
+SLOW_N = 5
+SLOW_DELAY = 0.1
+BIG_KIB = 512
+ECHO_TEXT = "hello through mcpgw: ünïcödé ✓"
+
+
+def text_of(result: Any) -> str:
+    """Concatenated text content of a tool / prompt / resource result."""
+    parts = []
+    for c in getattr(result, "content", None) or []:
+        if getattr(c, "type", None) == "text":
+            parts.append(c.text)
+    return "".join(parts)
+
+
+async def scenario(url: str, transport: str, era: str) -> dict[str, Any]:
+    from mcp import Client
+    from mcp.client.sse import sse_client
+    from mcp.client.streamable_http import streamable_http_client
+
+    mode = {"session": "legacy", "stateless": "2026-07-28", "auto": "auto"}[era]
+    target = sse_client(url) if transport == "sse" else streamable_http_client(url)
+    out: dict[str, Any] = {"transport": transport, "era": era}
+
+    async with Client(target, mode=mode, read_timeout_seconds=30) as client:
+        out["protocol_version"] = client.protocol_version
+        info = client.server_info
+        out["server_name"] = info.name if info is not None else None
+
+        tools = await client.list_tools()
+        out["tools"] = sorted(t.name for t in tools.tools)
+
+        r = await client.call_tool("echo", {"text": ECHO_TEXT})
+        out["echo"] = text_of(r)
+        out["echo_ok"] = out["echo"] == ECHO_TEXT and not r.is_error
+
+        r = await client.call_tool("add", {"a": 40, "b": 2})
+        out["add"] = text_of(r)
+
+        progress: list[list[Any]] = []
+
+        async def on_progress(p: float, total: float | None, message: str | None) -> None:
+            progress.append([p, total, message])
+
+        r = await client.call_tool("slow_count", {"n": SLOW_N, "delay": SLOW_DELAY}, progress_callback=on_progress)
+        out["slow_count"] = text_of(r)
+        out["progress"] = progress
+
+        out["cancel"] = await cancelled_call(client)
+
+        res = await client.list_resources()
+        out["resources"] = sorted(str(x.uri) for x in res.resources)
+        rr = await client.read_resource("test://greeting")
+        out["greeting"] = "".join(getattr(c, "text", "") for c in rr.contents)
+
+        prompts = await client.list_prompts()
+        out["prompts"] = sorted(p.name for p in prompts.prompts)
+        gp = await client.get_prompt("greet", {"name": "Ada"})
+        out["prompt"] = [[m.role, getattr(m.content, "text", None)] for m in gp.messages]
+
+        r = await client.call_tool("big", {"n": BIG_KIB})
+        body = text_of(r).encode()
+        out["big"] = {"bytes": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+    # Leaving the Client closed the session (DELETE for a streamable-HTTP session).
+    out["closed"] = True
+    return out
+
+
+async def cancelled_call(client: Any) -> dict[str, Any]:
+    """Starts a long slow_count, cancels it after the first progress, checks the server saw it."""
+    before = int(text_of(await client.call_tool("cancelled_count", {})))
+    first = anyio.Event()
+    finished = False
+
+    async def on_progress(p: float, total: float | None, message: str | None) -> None:
+        first.set()
+
+    async def call(scope: anyio.CancelScope) -> None:
+        nonlocal finished
+        with scope:
+            await client.call_tool("slow_count", {"n": 100, "delay": 0.1}, progress_callback=on_progress)
+            finished = True
+
+    scope = anyio.CancelScope()
+    got_progress = False
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(call, scope)
+        with anyio.move_on_after(10):
+            await first.wait()
+            got_progress = True
+        scope.cancel()
+
+    seen = False
+    with anyio.move_on_after(5):
+        while True:
+            after = int(text_of(await client.call_tool("cancelled_count", {})))
+            if after > before:
+                seen = True
+                break
+            await anyio.sleep(0.05)
+    return {"progress_before_cancel": got_progress, "completed": finished, "server_saw_cancel": seen}
+
+
+def describe(e: BaseException) -> str:
+    if isinstance(e, BaseExceptionGroup):
+        return "; ".join(describe(x) for x in e.exceptions)
+    return f"{type(e).__name__}: {e}"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--url", required=True)
+    p.add_argument("--transport", choices=["streamable-http", "sse"], default="streamable-http")
+    p.add_argument("--protocol-era", choices=["session", "stateless", "auto"], default="session")
+    p.add_argument("--ca-file", help="PEM bundle to trust (default: SSL_CERT_FILE, else the system store)")
+    p.add_argument("--timeout", type=float, default=60, help="whole-scenario bound, seconds")
+    args = p.parse_args()
+    if args.ca_file:
+        os.environ["SSL_CERT_FILE"] = args.ca_file
+
+    async def bounded() -> dict[str, Any]:
+        with anyio.fail_after(args.timeout):
+            return await scenario(args.url, args.transport, args.protocol_era)
+
+    try:
+        out = anyio.run(bounded)
+    except BaseException as e:  # noqa: BLE001 - report everything as one line
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        print(json.dumps({"error": describe(e)}), flush=True)
+        return 1
+    print(json.dumps(out, sort_keys=True, ensure_ascii=False), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
