@@ -155,7 +155,11 @@ fn init_logging() {
     // without it); keep its errors, drop that noise.
     let filter = EnvFilter::try_from_env("MCPGW_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,aya::bpf=error"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal as _;
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     // tracing-subscriber's init also routes the `log` crate (aya-log records) into tracing.
     if std::env::var("MCPGW_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();

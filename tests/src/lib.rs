@@ -647,7 +647,7 @@ impl Gateway {
             .stderr(fs::File::create(dir.path().join("stderr.log"))?);
         if std::env::var_os("MCPGW_LOG").is_none() {
             // Debug for the eBPF programs: tests check that their log lines arrive.
-            cmd.env("MCPGW_LOG", "info,gateway_ebpf=debug");
+            cmd.env("MCPGW_LOG", "info,aya::bpf=error,gateway_ebpf=debug");
         }
         let child = cmd.spawn().context("spawn mcpgw serve")?;
         let mut gw = Self {

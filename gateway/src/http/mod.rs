@@ -219,10 +219,15 @@ impl L7 {
             let conn = conn.clone();
             async move { Ok::<_, Infallible>(conn.handle(req).await) }
         });
-        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        match hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
             .serve_connection(TokioIo::new(io), service)
             .await
-            .map_err(|e| ServeError::Failed(format!("HTTP: {e}")))
+        {
+            Ok(()) => Ok(()),
+            // Clients end connections as they like (a cancelled stream closes it): not a failure.
+            Err(e) if is_disconnect(&*e) => Ok(()),
+            Err(e) => Err(ServeError::Failed(format!("HTTP: {e}"))),
+        }
     }
 }
 
@@ -230,6 +235,29 @@ pub enum ServeError {
     Failed(String),
     /// Not HTTP, and the route says to pass such connections through unchanged.
     PassThrough(TcpStream, &'static str),
+}
+
+/// Whether an error only says the peer went away.
+fn is_disconnect(error: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind::*;
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                ConnectionReset | BrokenPipe | NotConnected | UnexpectedEof | ConnectionAborted
+            ) {
+                return true;
+            }
+        }
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_canceled() {
+                return true;
+            }
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Peeks at the first bytes without consuming them.

@@ -39,8 +39,9 @@ pub struct ConnectionRecord {
     /// The `[[servers]]` entry that handled it; `None`: relayed byte for byte.
     pub server: Option<String>,
     pub outcome: String,
-    pub bytes_up: u64,
-    pub bytes_down: u64,
+    /// Relayed connections only; MCP connections are accounted per message.
+    pub bytes_up: Option<u64>,
+    pub bytes_down: Option<u64>,
 }
 
 #[derive(Default)]
@@ -110,8 +111,8 @@ impl Proxy {
             cgroup: None,
             server: None,
             outcome: String::new(),
-            bytes_up: 0,
-            bytes_down: 0,
+            bytes_up: None,
+            bytes_down: None,
         };
         let outcome = self.forward(client, peer, &mut record).await;
         match outcome {
@@ -124,8 +125,9 @@ impl Proxy {
                     pid = ?record.pid,
                     uid = ?record.uid,
                     exe = record.exe.as_deref().unwrap_or("-"),
-                    up = record.bytes_up,
-                    down = record.bytes_down,
+                    server = record.server.as_deref().unwrap_or("-"),
+                    up = ?record.bytes_up,
+                    down = ?record.bytes_down,
                     "connection closed"
                 );
             }
@@ -201,8 +203,8 @@ impl Proxy {
         // which carries a client's half-close through to the server and back.
         match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
             Ok((up, down)) => {
-                record.bytes_up = up;
-                record.bytes_down = down;
+                record.bytes_up = Some(up);
+                record.bytes_down = Some(down);
                 Ok(())
             }
             // A reset after data flowed is the peer's choice, not a gateway failure.
