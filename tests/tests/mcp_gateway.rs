@@ -243,3 +243,255 @@ fn typescript_sdk_and_server_everything_match_direct() {
         w.gw.status()
     );
 }
+
+/// What curl saw: HTTP status (0 when none), body, exit code.
+#[derive(Debug)]
+struct Curl {
+    status: u16,
+    body: String,
+    exit: i32,
+    stderr: String,
+}
+
+impl World {
+    /// curl as the nobody client in the intercepted cgroup, trusting the host CA.
+    fn curl(&self, args: &[&str]) -> Curl {
+        let out_file = self._tmp.path().join(unique_name("curl-body"));
+        let out = self
+            .cg
+            .cmd(&self.ns, None, "curl")
+            .args(["-sS", "--max-time", "20", "--cacert"])
+            .arg(&self.host_ca)
+            .arg("-o")
+            .arg(&out_file)
+            .args(["-w", "%{http_code}"])
+            .args(args)
+            .output()
+            .expect("curl");
+        Curl {
+            status: String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .unwrap_or(0),
+            body: fs::read_to_string(&out_file).unwrap_or_default(),
+            exit: out.status.code().unwrap_or(-1),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn post(&self, url: &str, content_type: &str, body_args: &[&str]) -> Curl {
+        let ct = format!("content-type: {content_type}");
+        let mut args = vec![
+            "-X",
+            "POST",
+            "-H",
+            ct.as_str(),
+            "-H",
+            "accept: application/json, text/event-stream",
+        ];
+        args.extend_from_slice(body_args);
+        args.push(url);
+        self.curl(&args)
+    }
+
+    fn gateway_alive(&self) {
+        let status = self.gw.status();
+        assert_eq!(status["mode"], "ebpf", "gateway not answering: {status}");
+    }
+}
+
+fn rpc_error_code(c: &Curl) -> i64 {
+    let v: Value =
+        serde_json::from_str(&c.body).unwrap_or_else(|e| panic!("not JSON ({e}): {c:?}"));
+    v["error"]["code"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no JSON-RPC error: {v}"))
+}
+
+#[test]
+fn bad_input_gets_clear_errors_and_nothing_is_forwarded() {
+    if !require_root() {
+        return;
+    }
+    let w = world(true);
+    let url = "https://10.0.3.17:8443/mcp";
+
+    let c = w.post(url, "application/json", &["--data-binary", "{\"jsonrpc\":"]);
+    assert_eq!(
+        (c.status, rpc_error_code(&c)),
+        (400, -32700),
+        "malformed JSON: {}",
+        c.body
+    );
+
+    let c = w.post(
+        url,
+        "application/json",
+        &["--data-binary", r#"{"jsonrpc":"2.0","id":1}"#],
+    );
+    assert_eq!(
+        (c.status, rpc_error_code(&c)),
+        (400, -32600),
+        "not JSON-RPC: {}",
+        c.body
+    );
+
+    let c = w.post(
+        url,
+        "text/plain",
+        &[
+            "--data-binary",
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+        ],
+    );
+    assert_eq!(
+        (c.status, rpc_error_code(&c)),
+        (415, -32600),
+        "wrong content type: {}",
+        c.body
+    );
+
+    // 50 MB, with a declared length and chunked: refused at the limit, never forwarded.
+    let big = w._tmp.path().join("big.json");
+    let text = "x".repeat(50 << 20);
+    fs::write(&big, format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{text}"}}}}}}"#))
+        .unwrap();
+    let at_big = format!("@{}", big.display());
+    let c = w.post(
+        url,
+        "application/json",
+        &["--http1.1", "--data-binary", &at_big],
+    );
+    assert_eq!(
+        (c.status, rpc_error_code(&c)),
+        (413, -32003),
+        "50 MB body: {c:?}"
+    );
+    let chunked = [
+        "--http1.1",
+        "-H",
+        "transfer-encoding: chunked",
+        "--data-binary",
+        &at_big,
+    ];
+    let c = w.post(url, "application/json", &chunked);
+    assert_eq!(c.status, 413, "50 MB chunked body: {c:?}");
+    // Over h2 the gateway answers 413 and resets the unread request stream (NO_ERROR), as
+    // RFC 9113 8.1 allows; curl 7.88 reports that reset instead of the answer.
+    let c = w.post(
+        url,
+        "application/json",
+        &["--http2", "--data-binary", &at_big],
+    );
+    assert!(c.status == 413 || c.exit == 92, "50 MB body over h2: {c:?}");
+    let log = w.gw.log();
+    assert!(
+        !log.contains("tool=\"echo\""),
+        "an oversized call reached the chain or the upstream:\n{log}"
+    );
+    w.gateway_alive();
+}
+
+#[test]
+fn untrusted_upstream_certificate_is_refused() {
+    if !require_root() {
+        return;
+    }
+    // No ca_file: the test CA that signed the upstream is not trusted by the gateway.
+    let w = world(false);
+    let c = w.post(
+        "https://10.0.3.17:8443/mcp",
+        "application/json",
+        &["--data-binary", r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}"#],
+    );
+    assert_eq!((c.status, rpc_error_code(&c)), (502, -32002), "{}", c.body);
+    assert!(
+        c.body.contains("certificate"),
+        "the error names the certificate problem: {}",
+        c.body
+    );
+    w.gateway_alive();
+}
+
+#[test]
+fn upstream_dying_mid_stream_and_dead_upstream() {
+    if !require_root() {
+        return;
+    }
+    let mut w = world(true);
+    let url = "https://10.0.3.17:8443/mcp";
+    // A long tool call in the stateless era (one POST, answered as an event stream).
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow_count","arguments":{"n":100,"delay":0.1},"_meta":{"progressToken":1,"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"curl","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let args: Vec<String> = [
+        "-sS",
+        "-N",
+        "--max-time",
+        "30",
+        "--cacert",
+        &w.host_ca.display().to_string(),
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/json",
+        "-H",
+        "accept: application/json, text/event-stream",
+        "-H",
+        "mcp-protocol-version: 2026-07-28",
+        "-H",
+        "mcp-method: tools/call",
+        "-H",
+        "mcp-name: slow_count",
+        "--data-binary",
+        body,
+        url,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut curl =
+        w.cg.cmd(&w.ns, None, "curl")
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("curl");
+    // Let some progress events through, then kill the server under the open stream.
+    let mut stdout = curl.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let got_progress = wait_for(std::time::Duration::from_secs(15), || {
+        use std::io::Read as _;
+        let mut buf = [0u8; 4096];
+        let n = stdout.read(&mut buf).ok()?;
+        seen.extend_from_slice(&buf[..n]);
+        String::from_utf8_lossy(&seen)
+            .contains("notifications/progress")
+            .then_some(())
+    });
+    assert!(
+        got_progress.is_some(),
+        "no progress event through the gateway: {}",
+        String::from_utf8_lossy(&seen)
+    );
+    w._servers[0].kill();
+    let out = curl.wait_with_output().expect("curl");
+    assert!(
+        !out.status.success(),
+        "the client must see the stream break, not a clean end"
+    );
+    w.gateway_alive();
+
+    // The upstream is gone now: a new call gets a clear JSON-RPC error naming the cause.
+    let c = w.post(
+        url,
+        "application/json",
+        &[
+            "--data-binary",
+            r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#,
+        ],
+    );
+    assert_eq!((c.status, rpc_error_code(&c)), (502, -32002), "{}", c.body);
+    let v: Value = serde_json::from_str(&c.body).unwrap();
+    assert_eq!(v["id"], 7, "the error answers the request's id: {v}");
+    assert!(c.body.contains("cannot connect"), "{}", c.body);
+    w.gateway_alive();
+}
