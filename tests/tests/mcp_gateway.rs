@@ -250,6 +250,7 @@ struct Curl {
     status: u16,
     body: String,
     exit: i32,
+    #[expect(dead_code, reason = "shown through Debug in failure messages")]
     stderr: String,
 }
 
