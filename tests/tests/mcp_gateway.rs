@@ -57,7 +57,7 @@ fn world(verify_upstream: bool) -> World {
     let ns = Netns::new().expect("netns");
     let cg = Cgroup::new().expect("cgroup");
     let tmp = TempDir::new().expect("temp dir");
-    let test_ca = TestCa::new(tmp.path(), &[TARGET_V4, TARGET_V6]).expect("test CA");
+    let test_ca = TestCa::new(tmp.path(), &["mcp.test", TARGET_V4, TARGET_V6]).expect("test CA");
     let servers = vec![
         mcp_server(
             &ns,
@@ -495,4 +495,52 @@ fn upstream_dying_mid_stream_and_dead_upstream() {
     assert_eq!(v["id"], 7, "the error answers the request's id: {v}");
     assert!(c.body.contains("cannot connect"), "{}", c.body);
     w.gateway_alive();
+}
+
+#[test]
+fn sni_name_is_terminated_and_verified_upstream() {
+    if !require_root() {
+        return;
+    }
+    let w = world(true);
+    // The client asks for mcp.test (SNI) at 10.0.3.17: the gateway presents a leaf for that
+    // name and verifies the upstream's certificate against the same name.
+    let initialize = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}"#;
+    let c = w.post(
+        "https://mcp.test:8443/mcp",
+        "application/json",
+        &[
+            "--resolve",
+            "mcp.test:8443:10.0.3.17",
+            "--data-binary",
+            initialize,
+        ],
+    );
+    // curl trusts only the host CA and checks the name: a 200 means the leaf was for mcp.test.
+    assert_eq!(c.status, 200, "{c:?}");
+    assert!(c.body.contains("serverInfo"), "{c:?}");
+}
+
+#[test]
+fn non_http_on_an_mcp_server_port_is_closed() {
+    if !require_root() {
+        return;
+    }
+    let w = world(true);
+    // Raw bytes, neither TLS nor HTTP, to the MCP server's address: logged and closed.
+    let r = client_in_cgroup(&w.ns, &w.cg, TARGET_V4, 8443, Family::V4).expect("client");
+    assert!(
+        r.echo.as_deref().unwrap_or("").is_empty(),
+        "nothing may come back: {}",
+        r.raw
+    );
+    let conn =
+        w.gw.wait_connection(|c| {
+            c["uid"] == NOBODY
+                && c["outcome"]
+                    .as_str()
+                    .is_some_and(|o| o.contains("not HTTP"))
+        })
+        .unwrap_or_else(|| panic!("no refused connection in status: {}", w.gw.status()));
+    assert_eq!(conn["server"], "mcp", "{conn}");
 }
