@@ -412,6 +412,13 @@ impl Conn {
             Ok(rpc) => rpc,
             Err(error) => return rpc_error_response(StatusCode::BAD_REQUEST, &Value::Null, &error),
         };
+        if let jsonrpc::Body::Single(msg) = &rpc {
+            let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+            if let Err(error) = msg.check_headers(header("mcp-method"), header("mcp-name")) {
+                let id = msg.id().cloned().unwrap_or(Value::Null);
+                return rpc_error_response(StatusCode::BAD_REQUEST, &id, &error);
+            }
+        }
         let header_version = parts
             .headers
             .get("mcp-protocol-version")

@@ -208,6 +208,48 @@ impl McpMessage {
         self.raw.get("result")?.get("tools")?.as_array()
     }
 
+    /// What the 2026-07-28 `Mcp-Name` header must repeat: the tool or prompt name, or the
+    /// resource URI.
+    pub fn routing_name(&self) -> Option<&str> {
+        let params = self.params()?;
+        match self.method()? {
+            "tools/call" | "prompts/get" => params.get("name")?.as_str(),
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                params.get("uri")?.as_str()
+            }
+            _ => None,
+        }
+    }
+
+    /// Headers that repeat the body (`Mcp-Method`, `Mcp-Name`) must agree with it: something
+    /// routing or deciding on headers must see what the server will execute.
+    pub fn check_headers(
+        &self,
+        method_header: Option<&str>,
+        name_header: Option<&str>,
+    ) -> Result<(), RpcError> {
+        let mismatch = |header: &str, said: &str, body: Option<&str>| {
+            RpcError::new(
+                code::INVALID_REQUEST,
+                format!(
+                    "{header} header says `{said}` but the message says `{}`",
+                    body.unwrap_or("")
+                ),
+            )
+        };
+        if let Some(said) = method_header {
+            if self.method() != Some(said) {
+                return Err(mismatch("Mcp-Method", said, self.method()));
+            }
+        }
+        if let Some(said) = name_header {
+            if self.routing_name() != Some(said) {
+                return Err(mismatch("Mcp-Name", said, self.routing_name()));
+            }
+        }
+        Ok(())
+    }
+
     /// The protocol version a stateless (2026-07-28) request carries in `params._meta`.
     pub fn meta_protocol_version(&self) -> Option<&str> {
         let meta = self.params()?.get("_meta")?;

@@ -98,3 +98,27 @@ fn malformed_input_is_a_clear_error() {
         assert_eq!(err.code, code, "{text}: {err:?}");
     }
 }
+
+#[test]
+fn routing_headers_must_match_the_body() {
+    let call =
+        one(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"query"}}"#).unwrap();
+    assert_eq!(
+        call.check_headers(Some("tools/call"), Some("query")),
+        Ok(())
+    );
+    assert_eq!(call.check_headers(None, None), Ok(()));
+    assert!(call.check_headers(Some("tools/list"), None).is_err());
+    let err = call
+        .check_headers(Some("tools/call"), Some("harmless"))
+        .unwrap_err();
+    assert!(err.message.contains("Mcp-Name"), "{err:?}");
+    let read =
+        one(r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a"}}"#)
+            .unwrap();
+    assert_eq!(
+        read.check_headers(Some("resources/read"), Some("file:///a")),
+        Ok(())
+    );
+    assert!(read.check_headers(None, Some("file:///b")).is_err());
+}
