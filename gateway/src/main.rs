@@ -1,14 +1,7 @@
 //! mcpgw: the daemon (`mcpgw serve`) and the admin CLI in one binary.
 #![forbid(unsafe_code)]
 
-mod admin;
-mod config;
-mod daemon;
-mod http;
-mod intercept;
-mod mcp;
-mod proxy;
-mod tls;
+use gateway::{admin, config, daemon};
 
 use std::{path::PathBuf, process::ExitCode};
 

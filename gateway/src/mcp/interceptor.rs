@@ -17,13 +17,6 @@ pub enum Direction {
 
 /// What an interceptor decided about a message.
 #[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "Modified and Reject are for the policy and masking stages; the chain's tests use them"
-    )
-)]
 pub enum Verdict {
     Continue,
     /// The interceptor changed the message; it is re-serialized before forwarding.

@@ -1,0 +1,13 @@
+//! mcpgw, the library behind the `mcpgw` binary. Modules follow the data path:
+//! intercept → tls → http → mcp (interceptor chain) → proxy, with config, admin and daemon
+//! around them.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod daemon;
+pub mod http;
+pub mod intercept;
+pub mod mcp;
+pub mod proxy;
+pub mod tls;
