@@ -79,17 +79,16 @@ pub fn mcpgw_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("MCPGW_BIN") {
         return PathBuf::from(p);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| {
-            if p.is_relative() {
-                workspace_dir().join(p)
-            } else {
-                p
-            }
-        })
-        .unwrap_or_else(|| workspace_dir().join("target"));
-    target.join("debug").join("mcpgw")
+    target_dir().join("debug").join("mcpgw")
+}
+
+/// Cargo's target directory (honouring a relative or absolute CARGO_TARGET_DIR).
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
+        Some(p) if p.is_relative() => workspace_dir().join(p),
+        Some(p) => p,
+        None => workspace_dir().join("target"),
+    }
 }
 
 /// A python3 that an unprivileged user can execute.
@@ -579,6 +578,20 @@ pub fn ebpf_config(cg: &Cgroup, fail_mode: &str, targets: &[&str]) -> String {
         .map(|t| format!("{t:?}"))
         .collect::<Vec<_>>()
         .join(", ");
+    let servers = format!(
+        r#"# The echo peer speaks raw TCP, not HTTP: relay it unchecked.
+[[servers]]
+name     = "echo"
+non_http = "pass"
+match    = [{list}]
+"#
+    );
+    gateway_config(cg, fail_mode, &servers)
+}
+
+/// An eBPF-mode gateway for `cg` (state and admin socket in the gateway's temp dir, pins
+/// under a per-cgroup bpffs directory) followed by `rest` (servers and other sections).
+pub fn gateway_config(cg: &Cgroup, fail_mode: &str, rest: &str) -> String {
     format!(
         r#"[gateway]
 state_dir    = "@DIR@/state"
@@ -592,12 +605,7 @@ cgroup      = "{cgroup}"
 bypass_mark = 0x4d43
 pin_dir     = "/sys/fs/bpf/{name}"
 
-# The echo peer speaks raw TCP, not HTTP: relay it unchecked.
-[[servers]]
-name     = "echo"
-non_http = "pass"
-match = [{list}]
-"#,
+{rest}"#,
         cgroup = cg.path_in_hierarchy(),
         name = cg.name(),
     )

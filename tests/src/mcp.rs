@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
-use crate::{run, workspace_dir, Netns, Proc};
+use crate::{run, Netns, Proc};
 
 /// Bytes `big(512)` returns (the scenario's large response).
 pub const BIG_BYTES: u64 = 512 * 1024;
@@ -36,17 +36,7 @@ pub fn peers_install_dir() -> PathBuf {
     if let Some(p) = std::env::var_os("MCPGW_PEERS_DIR") {
         return PathBuf::from(p);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| {
-            if p.is_relative() {
-                workspace_dir().join(p)
-            } else {
-                p
-            }
-        })
-        .unwrap_or_else(|| workspace_dir().join("target"));
-    target.join("peers")
+    crate::target_dir().join("peers")
 }
 
 fn require(p: PathBuf) -> Result<PathBuf> {

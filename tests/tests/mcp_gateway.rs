@@ -26,19 +26,8 @@ fn config(cg: &Cgroup, test_ca: &TestCa, verify_upstream: bool) -> String {
     } else {
         String::new()
     };
-    format!(
-        r#"[gateway]
-state_dir    = "@DIR@/state"
-admin_socket = "@DIR@/admin.sock"
-listen       = ["127.0.0.1:15001", "[::1]:15001"]
-fail_mode    = "open"
-
-[intercept]
-mode   = "ebpf"
-cgroup = "{cgroup}"
-pin_dir = "/sys/fs/bpf/{name}"
-
-[[servers]]
+    let servers = format!(
+        r#"[[servers]]
 name  = "mcp"
 match = ["10.0.3.17:8443", "10.0.3.17:8444", "[fd00::17]:8443"]
 {ca_file}
@@ -47,10 +36,9 @@ match = ["10.0.3.17:8443", "10.0.3.17:8444", "[fd00::17]:8443"]
 name  = "everything"
 tls   = "plaintext"
 match = ["10.0.3.17:3001", "10.0.3.17:3002"]
-"#,
-        cgroup = cg.path_in_hierarchy(),
-        name = cg.name(),
-    )
+"#
+    );
+    gateway_config(cg, "open", &servers)
 }
 
 fn world(verify_upstream: bool) -> World {
