@@ -3,6 +3,7 @@
 //! attached, (b) through the eBPF redirect and the gateway's pass-through, and (c) to a
 //! non-target port while the programs are attached (what interception costs other traffic).
 //! Everything runs in a private network namespace; figures are ratios against (a).
+//! `mcp` (MCP round trips through mcpgw and nginx) lives in `bench_mcp`.
 
 use std::{
     io::{Read as _, Write as _},
@@ -23,6 +24,8 @@ use crate::{cargo, target_dir};
 pub enum Which {
     /// connect()+first byte latency and connections/s: direct vs through the redirect.
     Redirect,
+    /// MCP `tools/call` round trips at c=1 and c=64: direct vs mcpgw vs nginx (TLS everywhere).
+    Mcp,
 }
 
 const TARGET: &str = "10.0.3.17:8443";
@@ -34,6 +37,7 @@ const RATE_CONCURRENCY: usize = 8;
 pub fn run(which: Which) -> Result<()> {
     match which {
         Which::Redirect => redirect(),
+        Which::Mcp => crate::bench_mcp::run(),
     }
 }
 
@@ -216,7 +220,7 @@ pub fn client(addr: &str, connections: usize, concurrency: usize) -> Result<()> 
     Ok(())
 }
 
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {

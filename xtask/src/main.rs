@@ -2,6 +2,7 @@
 //! run the benchmarks.
 
 mod bench;
+mod bench_mcp;
 mod setup;
 
 use std::{
@@ -51,6 +52,28 @@ enum Task {
         #[arg(long)]
         concurrency: usize,
     },
+    /// Used by `bench mcp`: the upstream MCP responder (TLS, HTTP/1.1 keep-alive).
+    #[command(hide = true)]
+    BenchMcpUpstream {
+        addr: String,
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Used by `bench mcp`: the `tools/call` load generator; prints JSON figures.
+    #[command(hide = true)]
+    BenchMcpClient {
+        addr: String,
+        #[arg(long)]
+        ca: PathBuf,
+        #[arg(long)]
+        requests: usize,
+        #[arg(long)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 1000)]
+        warmup: usize,
+    },
 }
 
 fn main() -> Result<()> {
@@ -78,6 +101,14 @@ fn main() -> Result<()> {
             connections,
             concurrency,
         } => bench::client(&addr, connections, concurrency),
+        Task::BenchMcpUpstream { addr, cert, key } => bench_mcp::upstream(&addr, &cert, &key),
+        Task::BenchMcpClient {
+            addr,
+            ca,
+            requests,
+            concurrency,
+            warmup,
+        } => bench_mcp::load(&addr, &ca, requests, concurrency, warmup),
     }
 }
 

@@ -86,6 +86,44 @@ fn debian_packages() -> Result<()> {
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
+/// nginx, the peer proxy `bench mcp` runs (in its own network namespace, from its own
+/// config). Installed only by that benchmark: `nginx-light` if the distro has it, else `nginx`.
+/// The distro's service is not wanted: if the package scripts started it, it is stopped.
+pub fn nginx() -> Result<()> {
+    const NGINX: &str = "/usr/sbin/nginx";
+    if Path::new(NGINX).exists() {
+        return Ok(());
+    }
+    run(Command::new("apt-get")
+        .arg("update")
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    let install = |package: &str| {
+        run(Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends", package])
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+    };
+    install("nginx-light").or_else(|_| install("nginx"))?;
+    if !Path::new(NGINX).exists() {
+        bail!("{NGINX} is still missing after installing nginx");
+    }
+    stop_distro_nginx();
+    Ok(())
+}
+
+/// Stops the nginx the package's scripts may have started (the default config's pid file).
+fn stop_distro_nginx() {
+    let _ = Command::new("systemctl")
+        .args(["disable", "--now", "nginx"])
+        .stderr(std::process::Stdio::null())
+        .status();
+    let pid_file = Path::new("/run/nginx.pid");
+    if pid_file.exists() {
+        let _ = Command::new("/usr/sbin/nginx")
+            .args(["-s", "quit"])
+            .status();
+    }
+}
+
 /// Pinned links (fail_mode closed) live in bpffs; systemd mounts it, bare hosts may not.
 fn bpffs() -> Result<()> {
     if !nix_is_root() {
