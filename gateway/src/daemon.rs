@@ -22,7 +22,8 @@ use crate::{
         targets::{RemoveOutcome, TargetTable},
         OrigDstSource,
     },
-    mcp::{Chain, LoggingInterceptor},
+    mask::interceptor::MaskingInterceptor,
+    mcp::{interceptor::Interceptor, Chain, LoggingInterceptor},
     proxy::{Proxy, ProxyStats},
     tls::HostCa,
 };
@@ -38,6 +39,7 @@ pub struct Daemon {
     targets: Arc<Mutex<TargetTable>>,
     proxy: Arc<Proxy>,
     ca: Arc<HostCa>,
+    masking: Option<Arc<MaskingInterceptor>>,
 }
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
@@ -88,7 +90,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let route = Route::new(server).with_context(|| format!("server `{}`", server.name))?;
         routes.insert(server.name.clone(), Arc::new(route));
     }
-    let chain = Chain::new(vec![Arc::new(LoggingInterceptor)]);
+    let mut stages: Vec<Arc<dyn Interceptor>> = vec![Arc::new(LoggingInterceptor)];
+    let masking = match &config.masking {
+        Some(settings) => {
+            let key = crate::mask::load_or_create_key(state_dir)
+                .with_context(|| format!("masking key in {}", state_dir.display()))?;
+            let masking = Arc::new(MaskingInterceptor::new(crate::mask::Masker::new(
+                settings, key,
+            )?));
+            stages.push(masking.clone());
+            Some(masking)
+        }
+        None => None,
+    };
+    let chain = Chain::new(stages);
     let targets = Arc::new(Mutex::new(targets));
     let proxy = Arc::new(Proxy {
         orig_dst,
@@ -116,6 +131,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         targets,
         proxy,
         ca,
+        masking,
         config,
     });
     tokio::spawn(admin::serve(
@@ -247,6 +263,7 @@ impl Daemon {
             "listeners": self.listeners.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "targets": self.targets.lock().unwrap_or_else(|e| e.into_inner()).view(),
             "counters": counters,
+            "masking": self.masking.as_ref().map(|m| json!({"masked": m.counts()})),
             "connections": stats.recent(),
         })
     }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod daemon;
 pub mod http;
 pub mod intercept;
+pub mod mask;
 pub mod mcp;
 pub mod proxy;
 pub mod tls;

@@ -134,6 +134,23 @@ async def cancelled_call(client: Any) -> dict[str, Any]:
     return {"progress_before_cancel": got_progress, "completed": finished, "server_saw_cancel": seen}
 
 
+async def call_one(url: str, transport: str, era: str, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """One tool call; the result exactly as the client received it."""
+    from mcp import Client
+    from mcp.client.sse import sse_client
+    from mcp.client.streamable_http import streamable_http_client
+
+    mode = {"session": "legacy", "stateless": "2026-07-28", "auto": "auto"}[era]
+    target = sse_client(url) if transport == "sse" else streamable_http_client(url)
+    async with Client(target, mode=mode, read_timeout_seconds=30) as client:
+        r = await client.call_tool(tool, arguments)
+        return {
+            "content": [c.model_dump(mode="json", exclude_none=True) for c in r.content],
+            "structuredContent": r.structured_content,
+            "isError": r.is_error,
+        }
+
+
 def describe(e: BaseException) -> str:
     if isinstance(e, BaseExceptionGroup):
         return "; ".join(describe(x) for x in e.exceptions)
@@ -147,12 +164,16 @@ def main() -> int:
     p.add_argument("--protocol-era", choices=["session", "stateless", "auto"], default="session")
     p.add_argument("--ca-file", help="PEM bundle to trust (default: SSL_CERT_FILE, else the system store)")
     p.add_argument("--timeout", type=float, default=60, help="whole-scenario bound, seconds")
+    p.add_argument("--call", metavar="TOOL", help="instead of the scenario: call TOOL once, print its result")
+    p.add_argument("--args", default="{}", help="with --call: the arguments as JSON")
     args = p.parse_args()
     if args.ca_file:
         os.environ["SSL_CERT_FILE"] = args.ca_file
 
     async def bounded() -> dict[str, Any]:
         with anyio.fail_after(args.timeout):
+            if args.call:
+                return await call_one(args.url, args.transport, args.protocol_era, args.call, json.loads(args.args))
             return await scenario(args.url, args.transport, args.protocol_era)
 
     try:

@@ -20,6 +20,7 @@ test://greeting; prompt greet(name).
 from __future__ import annotations
 
 import argparse
+from typing import Any
 import logging
 import socket
 import sys
@@ -43,6 +44,23 @@ _cancelled_lock = threading.Lock()
 def echo(text: str) -> str:
     """Returns text unchanged."""
     return text
+
+
+@server.tool(structured_output=True)
+def records(n: int) -> dict[str, Any]:
+    """Returns n customer records full of sensitive values (for masking tests)."""
+    rows = []
+    for i in range(n):
+        rows.append({
+            "id": i,
+            "name": f"Customer {i}",
+            "email": f"customer{i}@example.com",
+            "card": "4111 1111 1111 1111",
+            "ssn": "123-45-6789",
+            "password": f"hunter{i}",
+            "note": "key AKIAIOSFODNN7EXAMPLE, token eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+        })
+    return {"records": rows, "count": n}
 
 
 @server.tool()

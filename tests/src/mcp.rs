@@ -339,11 +339,37 @@ fn spawn_until(
 /// `ca_file` is passed the way an unmodified client gets it: `SSL_CERT_FILE`.
 /// Returns the scenario's JSON; an `{"error": ..}` report is an `Err`.
 pub fn mcp_client_py(
+    cmd: Command,
+    url: &str,
+    transport: McpTransport,
+    era: Era,
+    ca_file: Option<&Path>,
+) -> Result<Value> {
+    mcp_client_py_with(cmd, url, transport, era, ca_file, &[])
+}
+
+/// One tool call with the Python SDK client: the result (content, structuredContent,
+/// isError) exactly as the client received it.
+pub fn mcp_call_py(
+    cmd: Command,
+    url: &str,
+    era: Era,
+    ca_file: Option<&Path>,
+    tool: &str,
+    arguments: &Value,
+) -> Result<Value> {
+    let arguments = arguments.to_string();
+    let extra = ["--call", tool, "--args", arguments.as_str()];
+    mcp_client_py_with(cmd, url, McpTransport::StreamableHttp, era, ca_file, &extra)
+}
+
+fn mcp_client_py_with(
     mut cmd: Command,
     url: &str,
     transport: McpTransport,
     era: Era,
     ca_file: Option<&Path>,
+    extra: &[&str],
 ) -> Result<Value> {
     require(peers_venv_python())?;
     cmd.arg(mcp_scripts_dir().join("mcp_client.py"))
@@ -352,7 +378,8 @@ pub fn mcp_client_py(
         .arg("--transport")
         .arg(transport.py_arg())
         .arg("--protocol-era")
-        .arg(era.arg());
+        .arg(era.arg())
+        .args(extra);
     if let Some(ca) = ca_file {
         cmd.env("SSL_CERT_FILE", ca);
     }

@@ -20,7 +20,7 @@ struct World {
     ns: Netns,
 }
 
-fn config(cg: &Cgroup, test_ca: &TestCa, verify_upstream: bool) -> String {
+fn config(cg: &Cgroup, test_ca: &TestCa, verify_upstream: bool, extra: &str) -> String {
     let ca_file = if verify_upstream {
         format!("ca_file = {:?}", test_ca.ca_pem.display().to_string())
     } else {
@@ -29,24 +29,32 @@ fn config(cg: &Cgroup, test_ca: &TestCa, verify_upstream: bool) -> String {
     let servers = format!(
         r#"[[servers]]
 name  = "mcp"
-match = ["10.0.3.17:8443", "10.0.3.17:8444", "[fd00::17]:8443"]
+match = ["10.0.3.17:8443", "10.0.3.17:8444", "10.0.3.17:8445", "[fd00::17]:8443"]
 {ca_file}
 
 [[servers]]
 name  = "everything"
 tls   = "plaintext"
 match = ["10.0.3.17:3001", "10.0.3.17:3002"]
+
+{extra}
 "#
     );
     gateway_config(cg, "open", &servers)
 }
 
 fn world(verify_upstream: bool) -> World {
+    world_with(verify_upstream, "", &[])
+}
+
+/// `extra`: more configuration; `json_servers`: addresses served with `--json-response`
+/// (POST answers as application/json instead of event streams).
+fn world_with(verify_upstream: bool, extra: &str, json_servers: &[&str]) -> World {
     let ns = Netns::new().expect("netns");
     let cg = Cgroup::new().expect("cgroup");
     let tmp = TempDir::new().expect("temp dir");
     let test_ca = TestCa::new(tmp.path(), &["mcp.test", TARGET_V4, TARGET_V6]).expect("test CA");
-    let servers = vec![
+    let mut servers = vec![
         mcp_server(
             &ns,
             "10.0.3.17:8443",
@@ -63,8 +71,18 @@ fn world(verify_upstream: bool) -> World {
         )
         .expect("v6 server"),
     ];
-    let gw =
-        Gateway::start(&ns, Some(&cg), &config(&cg, &test_ca, verify_upstream)).expect("gateway");
+    for addr in json_servers {
+        let json = mcp_server_with(
+            &ns,
+            addr,
+            McpTransport::StreamableHttp,
+            Some(&test_ca),
+            &["--json-response"],
+        );
+        servers.push(json.expect("JSON-response server"));
+    }
+    let config = config(&cg, &test_ca, verify_upstream, extra);
+    let gw = Gateway::start(&ns, Some(&cg), &config).expect("gateway");
     // What an operator does: export the host CA and give it to the clients.
     let pem = gw.cli_ok(&["ca", "export"]).stdout;
     assert!(String::from_utf8_lossy(&pem).starts_with("-----BEGIN CERTIFICATE-----"));
@@ -531,4 +549,80 @@ fn non_http_on_an_mcp_server_port_is_closed() {
         })
         .unwrap_or_else(|| panic!("no refused connection in status: {}", w.gw.status()));
     assert_eq!(conn["server"], "mcp", "{conn}");
+}
+
+/// The sensitive values mcp_server.py's `records` tool returns.
+const SECRETS: [&str; 6] = [
+    "customer7@example.com",
+    "4111 1111 1111 1111",
+    "123-45-6789",
+    "hunter7",
+    "AKIAIOSFODNN7EXAMPLE",
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9",
+];
+
+#[test]
+fn sensitive_values_are_masked_in_json_and_event_stream_answers() {
+    if !require_root() {
+        return;
+    }
+    let masking = r#"[masking]
+detectors = ["email", "credit_card", "aws_access_key", "jwt", "ssn"]
+fields    = ["password"]
+style     = "redact"
+"#;
+    let w = world_with(true, masking, &["10.0.3.17:8445"]);
+    // 8443 answers tools/call as an event stream, 8445 as application/json; 1000 records
+    // make the answer span many network reads.
+    for url in ["https://10.0.3.17:8443/mcp", "https://10.0.3.17:8445/mcp"] {
+        let call = |cmd, ca: &std::path::Path| {
+            let n = serde_json::json!({"n": 1000});
+            mcp_call_py(cmd, url, Era::Session, Some(ca), "records", &n)
+                .unwrap_or_else(|e| panic!("{url}: {e:#}\n{}", w.gw.log()))
+        };
+        let direct = call(w.ns.cmd(peers_venv_python()), &w.test_ca.ca_pem);
+        let via = call(
+            w.cg.cmd(&w.ns, Some(NOBODY), peers_venv_python()),
+            &w.host_ca,
+        );
+        let direct_text = direct.to_string();
+        let via_text = via.to_string();
+        for secret in SECRETS {
+            assert!(direct_text.contains(secret), "the server did send {secret}");
+            assert!(
+                !via_text.contains(secret),
+                "{url}: {secret} reached the client"
+            );
+        }
+        // The envelope and the structure are intact: same records, masked fields.
+        let rows = via["structuredContent"]["records"]
+            .as_array()
+            .unwrap_or_else(|| {
+                panic!(
+                    "no structuredContent.records: {}",
+                    &via_text[..via_text.len().min(2000)]
+                )
+            });
+        assert_eq!(rows.len(), 1000, "{url}");
+        assert_eq!(rows[7]["id"], 7);
+        assert_eq!(rows[7]["name"], "Customer 7");
+        assert_eq!(rows[7]["email"], "[REDACTED:EMAIL]");
+        assert_eq!(rows[7]["card"], "[REDACTED:CREDIT_CARD]");
+        assert_eq!(rows[7]["password"], "[REDACTED:PASSWORD]");
+        assert_eq!(via["isError"], false);
+        // The text content carries the same records as JSON text: masked as JSON, still JSON.
+        let text = via["content"][0]["text"].as_str().expect("text content");
+        let parsed: Value = serde_json::from_str(text).expect("masked text is still JSON");
+        assert_eq!(parsed["records"][7]["ssn"], rows[7]["ssn"]);
+    }
+    let masked = &w.gw.status()["masking"]["masked"];
+    assert!(
+        masked["email"].as_u64().unwrap_or(0) >= 2 * 1000 * 2,
+        "counts: {masked}"
+    );
+    // The log says where and what kind, never the value.
+    let log = w.gw.log();
+    for secret in SECRETS {
+        assert!(!log.contains(secret), "{secret} in the gateway log");
+    }
 }

@@ -33,6 +33,8 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub intercept: InterceptConfig,
     pub servers: Vec<ServerConfig>,
+    /// `None`: no `[masking]` section, responses pass unmasked.
+    pub masking: Option<crate::mask::MaskSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -211,6 +213,27 @@ struct RawConfig {
     intercept: RawIntercept,
     #[serde(default)]
     servers: Vec<RawServer>,
+    masking: Option<RawMasking>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMasking {
+    detectors: Option<Vec<String>>,
+    fields: Option<Vec<String>>,
+    style: Option<crate::mask::Style>,
+    /// Per detector, custom detector or field rule.
+    #[serde(default)]
+    styles: std::collections::BTreeMap<String, crate::mask::Style>,
+    #[serde(default)]
+    custom: Vec<RawCustomDetector>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCustomDetector {
+    name: String,
+    pattern: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -259,7 +282,15 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
         gateway,
         intercept,
         servers,
+        masking,
     } = raw;
+    let masking = masking.and_then(|m| match parse_masking(m) {
+        Ok(settings) => Some(settings),
+        Err(e) => {
+            errors.push(format!("masking: {e}"));
+            None
+        }
+    });
 
     let listen = gateway
         .listen
@@ -409,10 +440,43 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
             gateway,
             intercept,
             servers,
+            masking,
         })
     } else {
         Err(ConfigError::Invalid(errors))
     }
+}
+
+/// `[masking]` into engine settings, checked by building a masker (patterns compile, names
+/// are known) so a bad section is a configuration error, not a failure at the first response.
+fn parse_masking(raw: RawMasking) -> Result<crate::mask::MaskSettings, String> {
+    use crate::mask::{Detector, MaskSettings, Masker};
+    let defaults = MaskSettings::default();
+    let detectors = match raw.detectors {
+        None => defaults.detectors,
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                Detector::from_name(n).ok_or_else(|| {
+                    let known: Vec<&str> = Detector::BUILTIN.iter().map(Detector::name).collect();
+                    format!("unknown detector `{n}` (known: {})", known.join(", "))
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let settings = MaskSettings {
+        detectors,
+        custom: raw
+            .custom
+            .into_iter()
+            .map(|c| (c.name, c.pattern))
+            .collect(),
+        fields: raw.fields.unwrap_or(defaults.fields),
+        style: raw.style.unwrap_or(defaults.style),
+        styles: raw.styles.into_iter().collect(),
+    };
+    Masker::new(&settings, [0; 32]).map_err(|e| e.to_string())?;
+    Ok(settings)
 }
 
 /// Reads the file, or the embedded default when `path` is `None`.

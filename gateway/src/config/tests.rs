@@ -92,3 +92,44 @@ name = "a"
     assert!(err.contains("needs `listen`"), "{err}");
     assert!(err.contains("needs `upstream`"), "{err}");
 }
+
+#[test]
+fn masking_section() {
+    assert!(
+        parse_config("").unwrap().masking.is_none(),
+        "no section: masking off"
+    );
+    let m = parse_config(
+        r#"
+[masking]
+detectors = ["email", "credit_card"]
+fields    = ["password"]
+style     = "hash"
+styles    = { email = "partial" }
+custom    = [{ name = "employee_id", pattern = 'EMP-[0-9]{6}' }]
+"#,
+    )
+    .unwrap()
+    .masking
+    .unwrap();
+    assert_eq!(m.detectors.len(), 2);
+    assert_eq!(
+        m.custom,
+        vec![("employee_id".to_string(), "EMP-[0-9]{6}".to_string())]
+    );
+    for (text, needle) in [
+        (
+            "[masking]\ndetectors = [\"emial\"]",
+            "unknown detector `emial`",
+        ),
+        (
+            "[masking]\ncustom = [{ name = \"x\", pattern = \"(\" }]",
+            "masking:",
+        ),
+        ("[masking]\nstyle = \"blur\"", "blur"),
+        ("[masking]\nstyles = { nothing = \"hash\" }", "masking:"),
+    ] {
+        let err = parse_config(text).unwrap_err().to_string();
+        assert!(err.contains(needle), "{text}: {err}");
+    }
+}

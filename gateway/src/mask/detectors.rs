@@ -1,0 +1,547 @@
+//! The built-in detectors: one candidate regex each (all of them compiled into one `RegexSet`
+//! that decides, in a single pass, which detectors need a closer look) and a validating check
+//! that turns a regex candidate into a confirmed span, or rejects it.
+//!
+//! Regexes use ASCII word boundaries (`(?-u:\b)`) so the lazy DFA never has to give up on
+//! non-ASCII text; where a boundary needs more than `\b` can say (`+`, `/`, `(`), the check
+//! looks at the neighbouring characters itself.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use super::Detector;
+
+/// What a check may look at besides the candidate: the whole string and, for a string that is
+/// the value of an object member, that member's key (context for keyword-gated detectors).
+pub(super) struct Ctx<'a> {
+    pub text: &'a str,
+    pub key: Option<&'a str>,
+}
+
+/// Confirms a candidate span, possibly narrowing it, or rejects it.
+pub(super) type Check = fn(&Ctx<'_>, Range<usize>) -> Option<Range<usize>>;
+
+pub(super) struct Spec {
+    pub pattern: &'static str,
+    pub check: Check,
+}
+
+pub(super) fn spec(detector: &Detector) -> Option<Spec> {
+    let (pattern, check): (&'static str, Check) = match detector {
+        Detector::Email => (EMAIL, check_email),
+        Detector::CreditCard => (CREDIT_CARD, check_credit_card),
+        Detector::Ssn => (SSN, check_ssn),
+        Detector::Phone => (PHONE, check_phone),
+        Detector::Iban => (IBAN, check_iban),
+        Detector::Ip => (IP, check_ip),
+        Detector::AwsAccessKey => (AWS_ACCESS_KEY, accept),
+        Detector::AwsSecretKey => (AWS_SECRET_KEY, check_aws_secret),
+        Detector::Jwt => (JWT, check_jwt),
+        Detector::PrivateKey => (PRIVATE_KEY, accept),
+        Detector::ApiToken => (API_TOKEN, accept),
+        Detector::Custom(_) => return None,
+    };
+    Some(Spec { pattern, check })
+}
+
+const EMAIL: &str = r"[A-Za-z0-9._%+\-]+@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?-u:\b)";
+const CREDIT_CARD: &str = r"(?-u:\b)[0-9](?:[ \-]?[0-9]){12,18}(?-u:\b)";
+const SSN: &str = r"(?-u:\b)(?:[0-9]{3}-[0-9]{2}-[0-9]{4}|[0-9]{9})(?-u:\b)";
+const PHONE: &str = r"\+[0-9][0-9 ().\-]{6,22}[0-9]|(?:1[ .\-])?(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[.\-])[2-9][0-9]{2}[.\-][0-9]{4}";
+const IBAN: &str = r"(?-u:\b)[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}(?-u:\b)";
+const IP: &str = r"(?-u:\b)(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?-u:\b)|(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:[0-9]{1,3}\.){3}[0-9]{1,3}|[0-9A-Fa-f]{1,4})?";
+const AWS_ACCESS_KEY: &str = r"(?-u:\b)(?:AKIA|ASIA)[A-Z0-9]{16}(?-u:\b)";
+const AWS_SECRET_KEY: &str = r"[A-Za-z0-9/+]{40,}";
+const JWT: &str = r"eyJ[A-Za-z0-9_\-]{2,}(?:\.[A-Za-z0-9_\-]*){2,4}";
+// Without an END line the key runs to the end of the string: a truncated key is still secret.
+const PRIVATE_KEY: &str = r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----(?:[\s\S]*?-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|[\s\S]*)";
+const API_TOKEN: &str = concat!(
+    r"(?-u:\b)(?:",
+    r"gh[pousr]_[A-Za-z0-9]{36,251}",     // GitHub classic tokens
+    r"|github_pat_[A-Za-z0-9_]{22,244}",  // GitHub fine-grained tokens
+    r"|xox[abpre]-[A-Za-z0-9\-]{10,250}", // Slack
+    r"|[sr]k_live_[A-Za-z0-9]{10,247}",   // Stripe secret / restricted keys (not sk_test_)
+    r"|glpat-[A-Za-z0-9_\-]{20,}",        // GitLab
+    r"|AIza[0-9A-Za-z_\-]{35}",           // Google API keys
+    r"|sk-ant-[A-Za-z0-9_\-]{20,}",       // Anthropic
+    r"|npm_[A-Za-z0-9]{36}",              // npm
+    r")(?-u:\b)",
+);
+
+fn accept(_: &Ctx<'_>, span: Range<usize>) -> Option<Range<usize>> {
+    Some(span)
+}
+
+fn before(ctx: &Ctx<'_>, span: &Range<usize>) -> Option<char> {
+    ctx.text[..span.start].chars().next_back()
+}
+
+fn after(ctx: &Ctx<'_>, span: &Range<usize>) -> Option<char> {
+    ctx.text[span.end..].chars().next()
+}
+
+fn after2(ctx: &Ctx<'_>, span: &Range<usize>) -> Option<char> {
+    ctx.text[span.end..].chars().nth(1)
+}
+
+/// Up to `window` bytes before `start` (on a char boundary).
+fn preceding(text: &str, start: usize, window: usize) -> &str {
+    let mut from = start.saturating_sub(window);
+    while !text.is_char_boundary(from) {
+        from += 1;
+    }
+    &text[from..start]
+}
+
+fn check_email(ctx: &Ctx<'_>, span: Range<usize>) -> Option<Range<usize>> {
+    let value = &ctx.text[span.clone()];
+    let (local, domain) = value.rsplit_once('@')?;
+    if local.len() > 64 || domain.len() > 253 {
+        return None;
+    }
+    // Retina asset names (`icon@2x.png`) have the shape of an address.
+    let first_label = domain.split('.').next().unwrap_or("");
+    if first_label.len() >= 2
+        && first_label.ends_with(['x', 'X'])
+        && first_label[..first_label.len() - 1]
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    Some(span)
+}
+
+// ---- credit cards ------------------------------------------------------------------------
+
+fn check_credit_card(ctx: &Ctx<'_>, span: Range<usize>) -> Option<Range<usize>> {
+    // Part of a decimal number (`3.14159…`, `1,234,…`)?
+    let number_glue = |c: Option<char>, next: Option<char>| {
+        matches!(c, Some('.' | ',')) && next.is_some_and(|n| n.is_ascii_digit())
+    };
+    let prev2 = ctx.text[..span.start].chars().rev().nth(1);
+    if number_glue(before(ctx, &span), prev2) || number_glue(after(ctx, &span), after2(ctx, &span))
+    {
+        return None;
+    }
+    // The regex may have taken neighbouring numbers along ("card 4111… 42 units"): try the
+    // digit groups it covers, longest run first, and keep the first that is a card.
+    let s = &ctx.text[span.clone()];
+    let mut groups: Vec<Range<usize>> = Vec::new();
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        if !b.is_ascii_digit() {
+            groups.push(start..i);
+            start = i + 1;
+        }
+    }
+    groups.push(start..s.len());
+    let mut best: Option<Range<usize>> = None;
+    for i in 0..groups.len() {
+        for j in (i..groups.len()).rev() {
+            let r = groups[i].start..groups[j].end;
+            if best.as_ref().is_some_and(|b| b.len() >= r.len()) {
+                break;
+            }
+            if is_card(&s[r.clone()]) {
+                best = Some(r);
+                break;
+            }
+        }
+    }
+    best.map(|r| span.start + r.start..span.start + r.end)
+}
+
+fn is_card(s: &str) -> bool {
+    let mut seps = s.bytes().filter(|b| !b.is_ascii_digit());
+    if let Some(first) = seps.next() {
+        if seps.any(|b| b != first) {
+            return false;
+        }
+    }
+    let digits: Vec<u8> = s
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .map(|b| b - b'0')
+        .collect();
+    (13..=19).contains(&digits.len()) && brand_fits(&digits) && luhn(&digits)
+}
+
+pub(super) fn luhn(digits: &[u8]) -> bool {
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            let d = u32::from(d);
+            if i % 2 == 1 {
+                let d2 = d * 2;
+                if d2 > 9 {
+                    d2 - 9
+                } else {
+                    d2
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+/// Issuer prefix and length of the card networks in use; a Luhn-valid number outside them is
+/// much more likely an order or tracking number.
+fn brand_fits(d: &[u8]) -> bool {
+    let prefix = |n: usize| d[..n].iter().fold(0u32, |acc, &x| acc * 10 + u32::from(x));
+    let len = d.len();
+    let (p1, p2, p3, p4, p6) = (prefix(1), prefix(2), prefix(3), prefix(4), prefix(6));
+    (p1 == 4 && matches!(len, 13 | 16 | 19))                                   // Visa
+        || (((51..=55).contains(&p2) || (2221..=2720).contains(&p4)) && len == 16) // Mastercard
+        || (matches!(p2, 34 | 37) && len == 15)                                 // Amex
+        || ((p4 == 6011 || (644..=649).contains(&p3) || p2 == 65) && len >= 16) // Discover
+        || (((300..=305).contains(&p3) || matches!(p2, 36 | 38 | 39)) && len >= 14) // Diners
+        || ((3528..=3589).contains(&p4) && len >= 16)                           // JCB
+        || (p2 == 62 && len >= 16)                                              // UnionPay
+        || ((2200..=2204).contains(&p4) && len >= 16)                           // Mir
+        || ((matches!(p4, 5018 | 5020 | 5038 | 5893 | 6304 | 6759 | 6761 | 6762 | 6763)
+            || p6 == 676770
+            || p6 == 676774)
+            && len >= 13) // Maestro
+}
+
+// ---- SSN -----------------------------------------------------------------------------------
+
+static SSN_CONTEXT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\bssn|social[ _\-]?security|\bss#").expect("valid regex"));
+
+fn check_ssn(ctx: &Ctx<'_>, span: Range<usize>) -> Option<Range<usize>> {
+    let s = &ctx.text[span.clone()];
+    // A piece of a longer dashed identifier (`1-123-45-6789`, `123-45-6789-0`)?
+    if before(ctx, &span) == Some('-')
+        || (after(ctx, &span) == Some('-')
+            && after2(ctx, &span).is_some_and(|c| c.is_ascii_digit()))
+    {
+        return None;
+    }
+    let digits: Vec<u32> = s
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .map(|b| u32::from(b - b'0'))
+        .collect();
+    let area = digits[0] * 100 + digits[1] * 10 + digits[2];
+    let group = digits[3] * 10 + digits[4];
+    let serial = digits[5..].iter().fold(0, |acc, &d| acc * 10 + d);
+    if area == 0 || area == 666 || area >= 900 || group == 0 || serial == 0 {
+        return None;
+    }
+    // Nine bare digits are an SSN only when the key or the words just before say so.
+    if !s.contains('-') {
+        let key_says = ctx.key.is_some_and(|k| {
+            let k = k.to_ascii_lowercase();
+            k.contains("ssn") || k.contains("social")
+        });
+        if !key_says && !SSN_CONTEXT.is_match(preceding(ctx.text, span.start, 40)) {
+            return None;
+        }
+    }
+    Some(span)
+}
+
+// ---- phone ---------------------------------------------------------------------------------
+
+fn check_phone(ctx: &Ctx<'_>, span: Range<usize>) -> Option<Range<usize>> {
+    if before(ctx, &span)
+        .is_some_and(|c| c.is_alphanumeric() || matches!(c, '+' | '-' | '.' | '_' | '/'))
+    {
+        return None;
+    }
+    let s = &ctx.text[span.clone()];
+    if let Some(rest) = s.strip_prefix('+') {
+        // E.164 with optional separators; the regex may have run on into a following number,
+        // so drop trailing groups until the digit count fits.
+        let mut end = rest.len();
+        loop {
+            let cand = &rest[..end];
+            if plus_form_ok(cand) && !glued(ctx, span.start + 1 + end) {
+                return Some(span.start..span.start + 1 + end);
+            }
+            let cut = cand.rfind([' ', '.', '-', '(', ')'])?;
+            end = cand[..cut]
+                .trim_end_matches([' ', '.', '-', '(', ')'])
+                .len();
+            if end == 0 {
+                return None;
+            }
+        }
+    }
+    // North American forms: `(415) 555-2671`, `415-555-2671`, `415.555.2671`, `1-800-…`.
+    if glued(ctx, span.end) {
+        return None;
+    }
+    let body = s
+        .strip_prefix("1")
+        .map_or(s, |r| r.trim_start_matches([' ', '.', '-']));
+    if !body.starts_with('(') {
+        // Separators must agree, `415-555.2671` is more likely something else.
+        let seps: Vec<char> = body.chars().filter(|c| !c.is_ascii_digit()).collect();
+        if seps.windows(2).any(|w| w[0] != w[1]) {
+            return None;
+        }
+    }
+    Some(span)
+}
+
+/// True when the character at `end` continues the number (`…2671.5`, `…2671-3`, `…2671x`).
+fn glued(ctx: &Ctx<'_>, end: usize) -> bool {
+    let mut rest = ctx.text[end..].chars();
+    match rest.next() {
+        Some(c) if c.is_alphanumeric() || c == '_' => true,
+        Some('.' | '-' | '/' | ':') => rest.next().is_some_and(|c| c.is_ascii_digit()),
+        _ => false,
+    }
+}
+
+fn plus_form_ok(s: &str) -> bool {
+    let digits = s.bytes().filter(u8::is_ascii_digit).count();
+    if !(8..=15).contains(&digits) || !s.starts_with(|c: char| ('1'..='9').contains(&c)) {
+        return false;
+    }
+    if !s.ends_with(|c: char| c.is_ascii_digit()) {
+        return false;
+    }
+    let (open, close) = (s.matches('(').count(), s.matches(')').count());
+    if open > 1 || open != close || (open == 1 && s.find('(') > s.find(')')) {
+        return false;
+    }
+    // No doubled separators (`1 - 2`, `1..2`), which prose and arithmetic produce.
+    !s.as_bytes()
+        .windows(2)
+        .any(|w| matches!(w[0], b' ' | b'.' | b'-') && matches!(w[1], b' ' | b'.' | b'-'))
+}
+
+// ---- IBAN ----------------------------------------------------------------------------------
+
+/// IBAN length by country (SWIFT IBAN registry).
+#[rustfmt::skip]
+const IBAN_LENGTHS: &[(&str, usize)] = &[
+    ("AD", 24), ("AE", 23), ("AL", 28), ("AT", 20), ("AZ", 28), ("BA", 20), ("BE", 16),
+    ("BG", 22), ("BH", 22), ("BR", 29), ("BY", 28), ("CH", 21), ("CR", 22), ("CY", 28),
+    ("CZ", 24), ("DE", 22), ("DK", 18), ("DO", 28), ("EE", 20), ("EG", 29), ("ES", 24),
+    ("FI", 18), ("FO", 18), ("FR", 27), ("GB", 22), ("GE", 22), ("GI", 23), ("GL", 18),
+    ("GR", 27), ("GT", 28), ("HR", 21), ("HU", 28), ("IE", 22), ("IL", 23), ("IQ", 23),
+    ("IS", 26), ("IT", 27), ("JO", 30), ("KW", 30), ("KZ", 20), ("LB", 28), ("LC", 32),
+    ("LI", 21), ("LT", 20), ("LU", 20), ("LV", 21), ("MC", 27), ("MD", 24), ("ME", 22),
+    ("MK", 19), ("MR", 27), ("MT", 31), ("MU", 30), ("NL", 18), ("NO", 15), ("PK", 24),
+    ("PL", 28), ("PS", 29), ("PT", 25), ("QA", 29), ("RO", 24), ("RS", 22), ("SA", 24),
+    ("SC", 31), ("SE", 24), ("SI", 19), ("SK", 24), ("SM", 27), ("ST", 25), ("SV", 28),
+    ("TL", 23), ("TN", 24), ("TR", 26), ("UA", 29), ("VA", 22), ("VG", 24), ("XK", 20),
+];
+
+fn check_iban(ctx: &Ctx<'_>, span: Range<usize>) -> Option<Range<usize>> {
+    let s = &ctx.text[span.clone()];
+    let want = IBAN_LENGTHS
+        .iter()
+        .find(|(cc, _)| s.starts_with(cc))
+        .map(|&(_, len)| len)?;
+    // The regex may have run on into following words; cut at the country's length, which must
+    // fall at the end or at a space.
+    let mut count = 0;
+    let mut end = None;
+    for (i, c) in s.char_indices() {
+        if c != ' ' {
+            count += 1;
+            if count == want {
+                end = Some(i + 1);
+                break;
+            }
+        }
+    }
+    let end = end?;
+    if end < s.len() && !s[end..].starts_with(' ') {
+        return None;
+    }
+    let compact: Vec<u8> = s[..end].bytes().filter(|&b| b != b' ').collect();
+    iban_mod97(&compact).then_some(span.start..span.start + end)
+}
+
+pub(super) fn iban_mod97(compact: &[u8]) -> bool {
+    if compact.len() < 5 {
+        return false;
+    }
+    let rotated = compact[4..].iter().chain(&compact[..4]);
+    let mut rem: u32 = 0;
+    for &b in rotated {
+        match b {
+            b'0'..=b'9' => rem = (rem * 10 + u32::from(b - b'0')) % 97,
+            b'A'..=b'Z' => rem = (rem * 100 + u32::from(b - b'A' + 10)) % 97,
+            _ => return false,
+        }
+    }
+    rem == 1
+}
+
+// ---- IP ------------------------------------------------------------------------------------
+
+fn check_ip(ctx: &Ctx<'_>, span: Range<usize>) -> Option<Range<usize>> {
+    let s = &ctx.text[span.clone()];
+    if !s.contains(':') {
+        // IPv4: not a piece of a longer dotted run (OIDs, 4+-part versions).
+        if before(ctx, &span) == Some('.')
+            || (after(ctx, &span) == Some('.')
+                && after2(ctx, &span).is_some_and(|c| c.is_ascii_digit()))
+        {
+            return None;
+        }
+        return s.parse::<Ipv4Addr>().is_ok().then_some(span);
+    }
+    // IPv6: the regex is loose (it also takes `12:30:45`, `std::`); the parser decides. A
+    // neighbouring identifier character means it is part of something else (`f64::from`).
+    if before(ctx, &span).is_some_and(|c| c.is_alphanumeric() || matches!(c, '_' | ':' | '.')) {
+        return None;
+    }
+    let mut end = span.end;
+    let mut cand = s;
+    if cand.ends_with(':') && !cand.ends_with("::") {
+        cand = &cand[..cand.len() - 1];
+        end -= 1;
+    }
+    // (After a dropped trailing `:` the colon was punctuation: look past it.)
+    if after(ctx, &span).is_some_and(|c| c.is_alphanumeric() || matches!(c, '_' | ':')) {
+        return None;
+    }
+    // Hex-only words around `::` (`dead::beef`) carry no digit; real addresses do.
+    if !cand.bytes().any(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Slices (`x[::2]`, `a[1::2]`) parse as addresses too: small decimals around `::` are
+    // taken for code, except the loopback `::1`.
+    let groups: Vec<&str> = cand.split(':').filter(|g| !g.is_empty()).collect();
+    if cand.contains("::")
+        && cand != "::1"
+        && groups.len() <= 2
+        && groups
+            .iter()
+            .all(|g| g.len() <= 2 && g.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
+    cand.parse::<Ipv6Addr>().is_ok().then_some(span.start..end)
+}
+
+// ---- AWS secret access key -----------------------------------------------------------------
+
+static AWS_CONTEXT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)aws.{0,24}secret|secret.?access.?key|secretkey|(?-i:\b(?:AKIA|ASIA)[A-Z0-9]{16}\b)",
+    )
+    .expect("valid regex")
+});
+
+fn is_b64(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'+' || b == b'/'
+}
+
+/// A 40-character `[A-Za-z0-9/+]` token is an AWS secret key when
+/// - the member key or the 96 bytes before it name one (`aws_secret_access_key`,
+///   `SecretAccessKey`, `aws … secret`) or hold an access key id (`AKIA…:secret` pairs), or
+/// - it stands alone and looks like one: upper, lower case and digits (two or more each), at
+///   least one `/` or `+`, fewer than three `/`, not starting with `/` (URL paths), not
+///   followed by `=` padding and not the last line of a wrapped base64 block.
+///
+/// Longer runs (base64 blobs) never match. An unpadded base64 encoding of exactly 30 bytes is
+/// indistinguishable from a key and is masked; a key without `/` or `+` and without context
+/// (about a quarter of them) is not.
+fn check_aws_secret(ctx: &Ctx<'_>, span: Range<usize>) -> Option<Range<usize>> {
+    if span.len() != 40 || after(ctx, &span) == Some('=') {
+        return None;
+    }
+    let key_says = ctx.key.is_some_and(|k| AWS_CONTEXT.is_match(k));
+    if key_says || AWS_CONTEXT.is_match(preceding(ctx.text, span.start, 96)) {
+        return Some(span);
+    }
+    let s = ctx.text[span.clone()].as_bytes();
+    let count = |f: fn(&u8) -> bool| s.iter().filter(|b| f(b)).count();
+    let slashes = count(|&b| b == b'/');
+    let plus = count(|&b| b == b'+');
+    if count(u8::is_ascii_uppercase) < 2
+        || count(u8::is_ascii_lowercase) < 2
+        || count(u8::is_ascii_digit) < 2
+        || slashes + plus == 0
+        || slashes >= 3
+        || s[0] == b'/'
+        || matches!(
+            before(ctx, &span),
+            Some('.' | '/' | ':' | '\\' | '=' | '-' | '_')
+        )
+    {
+        return None;
+    }
+    // The tail of a PEM/MIME body: the previous line is a long run of base64.
+    let head = &ctx.text[..span.start];
+    if let Some(head) = head.strip_suffix('\n') {
+        let head = head.strip_suffix('\r').unwrap_or(head);
+        let prev_line = head.rsplit('\n').next().unwrap_or("");
+        if prev_line.len() >= 60 && prev_line.bytes().all(|b| is_b64(b) || b == b'=') {
+            return None;
+        }
+    }
+    Some(span)
+}
+
+// ---- JWT -----------------------------------------------------------------------------------
+
+fn check_jwt(ctx: &Ctx<'_>, span: Range<usize>) -> Option<Range<usize>> {
+    if before(ctx, &span).is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return None;
+    }
+    let s = &ctx.text[span.clone()];
+    let parts: Vec<&str> = s.split('.').collect();
+    // JWS has three parts, JWE five; a sentence's final dot leaves an empty fourth.
+    let take = match parts.len() {
+        3 | 5 => parts.len(),
+        4 => 3,
+        _ => return None,
+    };
+    let header: serde_json::Value = serde_json::from_slice(&base64url_decode(parts[0])?).ok()?;
+    let alg = header.get("alg")?.as_str()?;
+    if parts[1].is_empty() || base64url_decode(parts[1]).is_none() {
+        return None;
+    }
+    if take == 3 && parts[2].is_empty() && !alg.eq_ignore_ascii_case("none") {
+        return None;
+    }
+    let len = parts[..take].iter().map(|p| p.len()).sum::<usize>() + take - 1;
+    Some(span.start..span.start + len)
+}
+
+fn base64url_decode(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim_end_matches('=');
+    if s.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for b in s.bytes() {
+        let v = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}

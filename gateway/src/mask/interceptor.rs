@@ -1,0 +1,129 @@
+//! Masking as a stage of the interceptor chain: the payloads the server sends toward the
+//! client (tool results, resource contents, prompt messages, error details, log and progress
+//! messages, sampling and elicitation requests) are masked before they leave the gateway.
+//! Protocol structure (tool definitions, schemas, ids) is left alone. If masking fails, the
+//! message is withheld (fail closed).
+
+use std::{collections::BTreeMap, sync::Mutex};
+
+use super::Masker;
+use crate::mcp::{
+    interceptor::{Interceptor, Session, Verdict},
+    jsonrpc::{code, Kind},
+    Direction, McpMessage, RpcError,
+};
+
+/// Where data (not protocol) lives, per kind of message: (top-level key, member).
+const RESPONSE_PAYLOADS: [(&str, &str); 6] = [
+    ("result", "content"),           // tools/call
+    ("result", "structuredContent"), // tools/call
+    ("result", "contents"),          // resources/read
+    ("result", "messages"),          // prompts/get
+    ("error", "message"),
+    ("error", "data"),
+];
+const REQUEST_PAYLOADS: [(&str, &str); 2] = [
+    ("params", "messages"), // sampling/createMessage
+    ("params", "message"),  // elicitation/create
+];
+const NOTIFICATION_PAYLOADS: [(&str, &str); 2] = [
+    ("params", "data"),    // notifications/message (logging)
+    ("params", "message"), // notifications/progress
+];
+
+pub struct MaskingInterceptor {
+    masker: Masker,
+    /// Masked values by detector or field rule, for `mcpgw status`.
+    counts: Mutex<BTreeMap<String, u64>>,
+}
+
+impl MaskingInterceptor {
+    pub fn new(masker: Masker) -> Self {
+        Self {
+            masker,
+            counts: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn mask(&self, session: &Session, direction: Direction, msg: &mut McpMessage) -> Verdict {
+        if direction != Direction::ServerToClient {
+            return Verdict::Continue;
+        }
+        let paths: &[(&str, &str)] = match msg.kind {
+            Kind::Response { .. } | Kind::Error { .. } => &RESPONSE_PAYLOADS,
+            Kind::Request { .. } => &REQUEST_PAYLOADS,
+            Kind::Notification { .. } => &NOTIFICATION_PAYLOADS,
+        };
+        // `hash` pseudonyms are stable within an MCP session (which may span connections),
+        // else within the gateway session.
+        let salt = session
+            .mcp()
+            .session_id
+            .unwrap_or_else(|| session.id.to_string());
+        let mut findings = Vec::new();
+        for (outer, inner) in paths {
+            let Some(value) = msg.raw.get_mut(*outer).and_then(|v| v.get_mut(*inner)) else {
+                continue;
+            };
+            match self.masker.mask_value(value, salt.as_bytes()) {
+                Ok(found) => findings.extend(
+                    found
+                        .into_iter()
+                        .map(|f| (format!("/{outer}/{inner}{}", f.pointer), f.detector)),
+                ),
+                Err(error) => {
+                    tracing::warn!(session = session.id, %error, "masking failed; message withheld");
+                    return Verdict::Reject(RpcError::new(
+                        code::GATEWAY_REFUSED,
+                        "the gateway could not mask this message, so it was withheld",
+                    ));
+                }
+            }
+        }
+        if findings.is_empty() {
+            return Verdict::Continue;
+        }
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        for (pointer, detector) in &findings {
+            *counts.entry(detector.clone()).or_default() += 1;
+            // Where and what kind, never the value.
+            tracing::debug!(session = session.id, detector = %detector, pointer = %pointer, "masked");
+        }
+        Verdict::Modified
+    }
+}
+
+impl Interceptor for MaskingInterceptor {
+    fn name(&self) -> &'static str {
+        "masking"
+    }
+
+    fn on_request(&self, session: &Session, direction: Direction, msg: &mut McpMessage) -> Verdict {
+        self.mask(session, direction, msg)
+    }
+
+    fn on_response(
+        &self,
+        session: &Session,
+        direction: Direction,
+        msg: &mut McpMessage,
+    ) -> Verdict {
+        self.mask(session, direction, msg)
+    }
+
+    fn on_notification(
+        &self,
+        session: &Session,
+        direction: Direction,
+        msg: &mut McpMessage,
+    ) -> Verdict {
+        self.mask(session, direction, msg)
+    }
+}

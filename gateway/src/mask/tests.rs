@@ -1,0 +1,1132 @@
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::*;
+
+const KEY: [u8; 32] = [7; 32];
+const SALT: &[u8] = b"session-1";
+
+fn masker_with(f: impl FnOnce(&mut MaskSettings)) -> Masker {
+    let mut settings = MaskSettings {
+        custom: vec![("employee_id".into(), r"\bEMP-[0-9]{6}\b".into())],
+        ..MaskSettings::default()
+    };
+    f(&mut settings);
+    Masker::new(&settings, KEY).unwrap()
+}
+
+fn masker() -> Masker {
+    masker_with(|_| {})
+}
+
+// ---- corpus generation ---------------------------------------------------------------------
+
+/// Deterministic xorshift, so the corpus is the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick(&mut self, alphabet: &[u8], n: usize) -> String {
+        (0..n)
+            .map(|_| alphabet[(self.next() % alphabet.len() as u64) as usize] as char)
+            .collect()
+    }
+}
+
+const UPPER_B32: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Completes `prefix` to a Luhn-valid number of `len` digits, filler from the rng.
+fn luhn_number(rng: &mut Rng, prefix: &str, len: usize) -> String {
+    let mut s = prefix.to_owned();
+    s.push_str(&rng.pick(b"0123456789", len - prefix.len() - 1));
+    for check in 0..10u8 {
+        let cand = format!("{s}{check}");
+        let digits: Vec<u8> = cand.bytes().map(|b| b - b'0').collect();
+        if detectors::luhn(&digits) {
+            return cand;
+        }
+    }
+    unreachable!()
+}
+
+/// An IBAN for `country` and `bban` with correct check digits, in groups of four.
+fn iban(country: &str, bban: &str) -> String {
+    let probe: Vec<u8> = format!("{country}00{bban}").into_bytes();
+    let rotated: Vec<u8> = probe[4..].iter().chain(&probe[..4]).copied().collect();
+    let mut rem = 0u32;
+    for b in rotated {
+        rem = match b {
+            b'0'..=b'9' => (rem * 10 + u32::from(b - b'0')) % 97,
+            _ => (rem * 100 + u32::from(b - b'A' + 10)) % 97,
+        };
+    }
+    let compact = format!("{country}{:02}{bban}", 98 - rem);
+    assert!(detectors::iban_mod97(compact.as_bytes()));
+    compact
+        .as_bytes()
+        .chunks(4)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn b64url(data: &[u8]) -> String {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n =
+            chunk.iter().fold(0u32, |acc, &b| acc << 8 | u32::from(b)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(alphabet[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+fn jwt(header: &str, payload: &str, sig: &str) -> String {
+    format!(
+        "{}.{}.{sig}",
+        b64url(header.as_bytes()),
+        b64url(payload.as_bytes())
+    )
+}
+
+fn pem(kind: &str, rng: &mut Rng, newline: &str) -> String {
+    let body: Vec<String> = (0..4).map(|_| rng.pick(B64, 64)).collect();
+    format!(
+        "-----BEGIN {kind}-----{newline}{}{newline}{}-----END {kind}-----",
+        body.join(newline),
+        newline
+    )
+}
+
+/// Labelled positives: (detector name, text put before the value, the value).
+fn positives() -> Vec<(&'static str, String, String)> {
+    let mut rng = Rng(0x5eed_cafe_f00d_1234);
+    let mut out: Vec<(&'static str, String, String)> = Vec::new();
+    let mut add = |d: &'static str, ctx: &str, v: String| out.push((d, ctx.to_owned(), v));
+
+    for v in [
+        "alice@example.com",
+        "bob.smith+tag@mail.example.co.uk",
+        "j_doe-99@sub.domain.io",
+        "ALICE.W@EXAMPLE.ORG",
+        "first.last@company-name.com",
+        "x@y.travel",
+        "user%test@host.example.net",
+        "support@xn--bcher-kva.example",
+        "1234567@numbers.example.com",
+        "a.b.c.d@e.f.example.museum",
+        "ops-team@corp.internal.dev",
+    ] {
+        add("email", "", v.into());
+    }
+
+    for v in [
+        "4111111111111111",
+        "4111 1111 1111 1111",
+        "5555-5555-5555-4444",
+        "378282246310005",
+        "3782 822463 10005",
+        "6011111111111117",
+        "4012888888881881",
+        "5105105105105100",
+        "30569309025904",
+        "3530111333300000",
+        "4242 4242 4242 4242",
+    ] {
+        add("credit_card", "", v.into());
+    }
+    for (prefix, len) in [
+        ("2221", 16),
+        ("62", 16),
+        ("6759", 16),
+        ("2200", 16),
+        ("4", 19),
+    ] {
+        add("credit_card", "", luhn_number(&mut rng, prefix, len));
+    }
+
+    for v in [
+        "123-45-6789",
+        "078-05-1120",
+        "219-09-9999",
+        "457-55-5462",
+        "001-01-0001",
+        "665-12-3456",
+        "899-99-9999",
+        "772-34-5678",
+        "536-22-1234",
+        "401-10-2030",
+    ] {
+        add("ssn", "", v.into());
+    }
+    add("ssn", "SSN: ", "123456789".into());
+    add("ssn", "social security number ", "536221234".into());
+
+    for v in [
+        "+14155552671",
+        "+1 415 555 2671",
+        "+1 (415) 555-2671",
+        "+44 20 7946 0958",
+        "+49 30 901820",
+        "+33 1 42 68 53 00",
+        "+81-3-1234-5678",
+        "+61 2 9374 4000",
+        "+91 98765 43210",
+        "+353 1 234 5678",
+        "(415) 555-2671",
+        "415-555-2671",
+        "415.555.2671",
+        "1-800-555-0199",
+    ] {
+        add("phone", "", v.into());
+    }
+
+    for v in [
+        "GB82 WEST 1234 5698 7654 32",
+        "DE89 3704 0044 0532 0130 00",
+        "DE89370400440532013000",
+        "FR14 2004 1010 0505 0001 3M02 606",
+        "NL91ABNA0417164300",
+        "BE68 5390 0754 7034",
+        "CH93 0076 2011 6238 5295 7",
+        "IT60X0542811101000000123456",
+        "NO9386011117947",
+    ] {
+        add("iban", "", v.into());
+    }
+    add("iban", "", iban("ES", "21000418450200051332"));
+    add("iban", "", iban("PL", "109010140000071219812874"));
+    add("iban", "", iban("SE", "50000000058398257466"));
+
+    for v in [
+        "192.168.1.10",
+        "10.0.0.1",
+        "8.8.8.8",
+        "172.16.254.3",
+        "203.0.113.42",
+        "2001:db8::1",
+        "fe80::1ff:fe23:4567:890a",
+        "::1",
+        "2001:0db8:85a3:0000:0000:8a2e:0370:7334",
+        "::ffff:192.0.2.128",
+        "2606:4700:4700::1111",
+    ] {
+        add("ip", "", v.into());
+    }
+
+    add("aws_access_key", "", "AKIAIOSFODNN7EXAMPLE".into());
+    for i in 0..10 {
+        let prefix = if i % 2 == 0 { "AKIA" } else { "ASIA" };
+        add(
+            "aws_access_key",
+            "",
+            format!("{prefix}{}", rng.pick(UPPER_B32, 16)),
+        );
+    }
+
+    add(
+        "aws_secret_key",
+        "aws_secret_access_key = ",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+    );
+    for ctx in [
+        "AWS_SECRET_ACCESS_KEY=",
+        "SecretAccessKey: ",
+        "aws secret: ",
+        "the AWS key pair secret is ",
+        "secret_access_key ",
+    ] {
+        // Context-gated: no `/` or `+` needed.
+        add("aws_secret_key", ctx, rng.pick(ALNUM, 40));
+    }
+    while out.iter().filter(|p| p.0 == "aws_secret_key").count() < 12 {
+        // Standalone: must look like a key on its own.
+        let v = rng.pick(B64, 40);
+        let n = |f: fn(&u8) -> bool| v.bytes().filter(f).count();
+        let slashes = n(|&b| b == b'/');
+        if n(u8::is_ascii_uppercase) >= 2
+            && n(u8::is_ascii_lowercase) >= 2
+            && n(u8::is_ascii_digit) >= 2
+            && slashes + n(|&b| b == b'+') > 0
+            && slashes < 3
+            && !v.starts_with('/')
+        {
+            out.push(("aws_secret_key", String::new(), v));
+        }
+    }
+    let mut add = |d: &'static str, ctx: &str, v: String| out.push((d, ctx.to_owned(), v));
+
+    let sig = |rng: &mut Rng, n| {
+        rng.pick(
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+            n,
+        )
+    };
+    for (header, payload) in [
+        (
+            r#"{"alg":"HS256","typ":"JWT"}"#,
+            r#"{"sub":"1234567890","name":"John Doe","iat":1516239022}"#,
+        ),
+        (
+            r#"{"alg":"RS256","kid":"abc123"}"#,
+            r#"{"iss":"https://auth.example.com","exp":1700000000}"#,
+        ),
+        (
+            r#"{"typ":"JWT","alg":"ES256"}"#,
+            r#"{"scope":"read write","aud":"api"}"#,
+        ),
+        (r#"{"alg":"PS512"}"#, r#"{"a":1}"#),
+        (r#"{"alg":"EdDSA","crv":"Ed25519"}"#, r#"{"sub":"svc"}"#),
+        (r#"{"alg":"HS384","typ":"at+jwt"}"#, r#"{"client_id":"x"}"#),
+        (r#"{"alg":"RS512","x5t":"q"}"#, r#"{"roles":["admin"]}"#),
+        (r#"{"alg":"ES384"}"#, r#"{"nonce":"n-0S6_WzA2Mj"}"#),
+        (r#"{"alg":"HS512","cty":"JWT"}"#, r#"{"jti":"id-42"}"#),
+    ] {
+        let s = sig(&mut rng, 43);
+        add("jwt", "", jwt(header, payload, &s));
+    }
+    add("jwt", "", jwt(r#"{"alg":"none"}"#, r#"{"sub":"anon"}"#, ""));
+    add(
+        "jwt",
+        "Authorization: Bearer ",
+        jwt(r#"{"alg":"HS256"}"#, r#"{"u":2}"#, "sig_-abc"),
+    );
+
+    for (kind, nl) in [
+        ("PRIVATE KEY", "\n"),
+        ("RSA PRIVATE KEY", "\n"),
+        ("EC PRIVATE KEY", "\n"),
+        ("OPENSSH PRIVATE KEY", "\n"),
+        ("ENCRYPTED PRIVATE KEY", "\n"),
+        ("DSA PRIVATE KEY", "\n"),
+        ("PGP PRIVATE KEY BLOCK", "\n"),
+        ("PRIVATE KEY", "\r\n"),
+        ("RSA PRIVATE KEY", "\r\n"),
+        ("OPENSSH PRIVATE KEY", "\r\n"),
+    ] {
+        let v = pem(kind, &mut rng, nl);
+        out.push(("private_key", String::new(), v));
+    }
+    let mut add = |d: &'static str, ctx: &str, v: String| out.push((d, ctx.to_owned(), v));
+
+    add("api_token", "", format!("ghp_{}", rng.pick(ALNUM, 36)));
+    add("api_token", "", format!("gho_{}", rng.pick(ALNUM, 36)));
+    add("api_token", "", format!("ghs_{}", rng.pick(ALNUM, 36)));
+    add(
+        "api_token",
+        "",
+        format!(
+            "github_pat_11{}_{}",
+            rng.pick(ALNUM, 20),
+            rng.pick(ALNUM, 59)
+        ),
+    );
+    add(
+        "api_token",
+        "",
+        "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx".into(),
+    );
+    add(
+        "api_token",
+        "",
+        format!("xoxp-{}", rng.pick(b"0123456789", 40)),
+    );
+    add("api_token", "", "xoxa-2-1234567890-abcdefABCDEF".into());
+    add("api_token", "", format!("xoxr-{}", rng.pick(ALNUM, 24)));
+    add("api_token", "", "sk_live_4eC39HqLyjWDarjtT1zdp7dc".into());
+    add("api_token", "", format!("rk_live_{}", rng.pick(ALNUM, 24)));
+    add("api_token", "", format!("glpat-{}", rng.pick(ALNUM, 20)));
+    add("api_token", "", format!("AIza{}", rng.pick(ALNUM, 35)));
+    add(
+        "api_token",
+        "",
+        format!("sk-ant-api03-{}", rng.pick(ALNUM, 40)),
+    );
+    add("api_token", "", format!("npm_{}", rng.pick(ALNUM, 36)));
+
+    for i in 0..10 {
+        add(
+            "employee_id",
+            "",
+            format!("EMP-{:06}", 104_729 * (i + 1) % 1_000_000),
+        );
+    }
+    out
+}
+
+/// Look-alikes that must not be masked.
+fn negatives() -> Vec<String> {
+    let mut rng = Rng(0x0dd_ba11);
+    let mut cert_tail = rng.pick(B64, 38);
+    cert_tail.insert_str(10, "/A");
+    let mut v: Vec<String> = [
+        // UUIDs, timestamps, dates
+        "123e4567-e89b-12d3-a456-426614174000",
+        "550e8400-e29b-41d4-a716-446655440000",
+        "f47ac10b-58cc-4372-a567-0e02b2c3d479",
+        "2024-05-06T10:00:00Z",
+        "2024-05-06T10:00:00+02:00",
+        "2023-12-31 23:59:59.999",
+        "1700000000000",
+        "epoch 1700000000",
+        "2024-01-15",
+        "15/01/2024",
+        "01.02.2024",
+        "Jan 15, 2024",
+        "12:30:45",
+        // order / ticket numbers, card-like numbers failing Luhn or without a network
+        "ORD-2024-000123",
+        "Order #12345678",
+        "INV-0042-7781",
+        "4111111111111112",
+        "4111 1111 1111 1112",
+        "1234567812345678",
+        "1234567812345670",
+        "5555 5555 5555 5555",
+        "tracking 9400111899223344556677",
+        "Total: $1,234,567.89",
+        "x = 3.14159265358979323846",
+        // base64 blobs, hashes, SHAs
+        "U29tZSByYW5kb20gYmFzZTY0IGJsb2IgdGhhdCBpcyBsb25nZXIgdGhhbiBmb3J0eSBjaGFyYWN0ZXJz",
+        "dGVzdA==",
+        "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
+        "e83c5163316f89bfbde7d9ab23ca2e25604af290",
+        "a94a8fe5ccb19ba61c4c0873d391e987982fbbd3",
+        "commit e83c516",
+        "sha512-z4PhNX7vuL3xVChQ1m2AB9Yg5AULVxXcg/SpIdNs6c5H0NE8XYXysP+DGNKHfuwvY7kxvUdBeoGlODJ6+SfaPg==",
+        "abcdefghij0123456789abcdefghij0123456789",
+        "GET /api/v1/Users/42/Profile/Settings9x/Items",
+        // versions
+        "1.2.3",
+        "v1.2.3.4",
+        "Windows 10.0.19045.3803",
+        "2.14.0-rc.1",
+        "node@18.17.1",
+        "pkg@1.2.3",
+        "OID 1.3.6.1.4.1.311.21.8",
+        // phone-like
+        "123-456-7890",
+        "555-123-4567",
+        "555-1234",
+        "+0 123 456 789",
+        "1+2345678",
+        "ext. 4155",
+        "order 4155552671",
+        "ISBN 0-306-40615-2",
+        "978-0-306-40615-7",
+        "UTC+0530",
+        "score 3 - 2 + 1 - 4 + 5 - 6 + 7",
+        // SSN-like
+        "000-12-3456",
+        "666-12-3456",
+        "900-12-3456",
+        "999-99-9999",
+        "123-00-4567",
+        "123-45-0000",
+        "order 123456789",
+        "1-123-45-6789",
+        // IBAN-like
+        "DE89 3704 0044 0532 0130 01",
+        "GB00WEST12345698765432",
+        "XX12 3456 7890 1234 5678",
+        "DE89370400440532013000123",
+        "ABCD1234EFGH5678",
+        // IP-like
+        "999.1.1.1",
+        "256.0.0.1",
+        "1.2.3.4.5",
+        "01.02.03.04",
+        "std::io::Error",
+        "a::b",
+        "dead::beef",
+        "00:1a:2b:3c:4d:5e",
+        "f64::from(3)",
+        "pairs = zip(attrs[0::2], attrs[1::2]) and args[::2]",
+        "u8::MAX",
+        "10:30",
+        // token-like
+        "sk_test_4eC39HqLyjWDarjtT1zdp7dc",
+        "pk_live_51H8xYzABCDEF12345678",
+        "ghp_short",
+        "xoxz-1234567890-abc",
+        "github_pat_",
+        "AKIA1234",
+        "akiaiosfodnn7example",
+        "AKIAIOSFODNN7EXAMPLEXYZ",
+        "eyJhbGciOiJIUzI1NiJ9",
+        "a.b.c",
+        "file.name.ext",
+        // e-mail-like
+        "user@localhost",
+        "foo@bar",
+        "icon@2x.png",
+        "@mention",
+        "name(at)example(dot)com",
+        // PEM that is not a private key
+        "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----",
+        // prose
+        "The quick brown fox jumps over the lazy dog.",
+        "port 8080 on host db-1",
+        "temperature 23.5°C, humidity 40%",
+        "EMP-12345",
+        "",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    // Headers decoding to JSON without `alg`, or to no JSON at all.
+    v.push(jwt(r#"{"sub":"123"}"#, r#"{"a":1}"#, "sig"));
+    v.push(format!(
+        "eyJ{}.{}.{}",
+        rng.pick(ALNUM, 20),
+        rng.pick(ALNUM, 20),
+        rng.pick(ALNUM, 20)
+    ));
+    // A certificate whose last body line is 40 base64 characters with `/`.
+    v.push(format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n{}\n{cert_tail}\n-----END CERTIFICATE-----",
+        rng.pick(B64, 64),
+        rng.pick(B64, 64)
+    ));
+    v
+}
+
+const TEMPLATES: [&str; 5] = [
+    "Please contact {} for details.",
+    "Found: {} (see ticket)",
+    "{}",
+    "the value \"{}\" was logged",
+    "Row 3: {}; status ok",
+];
+
+#[derive(Default)]
+struct Score {
+    positives: usize,
+    detected: usize,
+    false_positives: usize,
+}
+
+#[test]
+fn corpus_recall_and_false_positives() {
+    let m = masker();
+    let mut table: BTreeMap<String, Score> = BTreeMap::new();
+    let mut problems: Vec<String> = Vec::new();
+    let names: Vec<String> = m.detectors.iter().map(|d| d.name.clone()).collect();
+    for n in &names {
+        table.insert(n.clone(), Score::default());
+    }
+
+    let count_fp =
+        |table: &mut BTreeMap<String, Score>, findings: &[Finding], expected: Option<&str>| {
+            for f in findings {
+                if Some(f.detector.as_str()) != expected {
+                    table
+                        .get_mut(&f.detector)
+                        .expect("known detector")
+                        .false_positives += 1;
+                }
+            }
+        };
+
+    for (i, (detector, ctx, value)) in positives().into_iter().enumerate() {
+        let template = TEMPLATES[i % TEMPLATES.len()];
+        let prose = template.replace("{}", &format!("{ctx}{value}"));
+        let expected = template.replace(
+            "{}",
+            &format!("{ctx}[REDACTED:{}]", detector.to_ascii_uppercase()),
+        );
+        let score = table.get_mut(detector).expect("known detector");
+        score.positives += 3;
+
+        // 1. plain text
+        let (out, findings) = m.mask_text(&prose, SALT).unwrap();
+        if out == expected && findings.iter().any(|f| f.detector == detector) {
+            table.get_mut(detector).unwrap().detected += 1;
+        } else {
+            problems.push(format!(
+                "{detector} text: {prose:?} -> {out:?} {findings:?}"
+            ));
+        }
+        count_fp(&mut table, &findings, Some(detector));
+
+        // 2. inside a JSON result
+        let mut doc = json!({"rows": [{"note": prose, "n": 1}]});
+        let findings = m.mask_value(&mut doc, SALT).unwrap();
+        let want = vec![Finding {
+            detector: detector.into(),
+            pointer: "/rows/0/note".into(),
+        }];
+        if doc["rows"][0]["note"] == expected.as_str() && findings == want {
+            table.get_mut(detector).unwrap().detected += 1;
+        } else {
+            problems.push(format!("{detector} json: {prose:?} -> {doc} {findings:?}"));
+        }
+        count_fp(&mut table, &findings, Some(detector));
+
+        // 3. JSON carried as MCP text content
+        let inner = serde_json::to_string(&json!({"note": prose})).unwrap();
+        let mut doc = json!({"content": [{"type": "text", "text": inner}]});
+        let findings = m.mask_value(&mut doc, SALT).unwrap();
+        let text = doc["content"][0]["text"].as_str().unwrap();
+        let reparsed: Value = serde_json::from_str(text).unwrap();
+        let want = vec![Finding {
+            detector: detector.into(),
+            pointer: "/content/0/text/note".into(),
+        }];
+        if reparsed["note"] == expected.as_str() && findings == want {
+            table.get_mut(detector).unwrap().detected += 1;
+        } else {
+            problems.push(format!(
+                "{detector} json-in-text: {prose:?} -> {doc} {findings:?}"
+            ));
+        }
+        count_fp(&mut table, &findings, Some(detector));
+    }
+
+    let mut negatives_total = 0;
+    for (i, neg) in negatives().into_iter().enumerate() {
+        let template = TEMPLATES[i % TEMPLATES.len()];
+        for text in [neg.clone(), template.replace("{}", &neg)] {
+            negatives_total += 1;
+            let (out, findings) = m.mask_text(&text, SALT).unwrap();
+            if !findings.is_empty() {
+                problems.push(format!("negative: {text:?} -> {out:?} {findings:?}"));
+            }
+            count_fp(&mut table, &findings, None);
+            let mut doc = json!({"content": [{"type": "text", "text": text}], "structuredContent": {"v": text}});
+            let before = doc.clone();
+            let findings = m.mask_value(&mut doc, SALT).unwrap();
+            count_fp(&mut table, &findings, None);
+            assert_eq!(findings.is_empty(), doc == before);
+        }
+    }
+
+    println!("\nmasking corpus: {negatives_total} negative texts (each also as JSON)");
+    println!(
+        "{:<16} {:>9} {:>9} {:>7} {:>6}",
+        "detector", "positives", "detected", "recall", "FP"
+    );
+    for (name, s) in &table {
+        println!(
+            "{:<16} {:>9} {:>9} {:>7.3} {:>6}",
+            name,
+            s.positives,
+            s.detected,
+            s.detected as f64 / s.positives.max(1) as f64,
+            s.false_positives
+        );
+    }
+    for p in &problems {
+        println!("PROBLEM {p}");
+    }
+    for (name, s) in &table {
+        assert!(
+            s.positives >= 30,
+            "{name}: at least 10 positives, 3 embeddings each"
+        );
+        assert_eq!(s.detected, s.positives, "{name}: recall must be 1.0");
+        assert_eq!(s.false_positives, 0, "{name}: no false positives");
+    }
+    assert!(problems.is_empty());
+}
+
+#[test]
+fn original_values_never_appear_in_any_style() {
+    for style in [Style::Redact, Style::Partial, Style::Hash] {
+        let m = masker_with(|s| s.style = style);
+        for (detector, ctx, value) in positives() {
+            // Context-gated detectors need their context in every place.
+            let alone = format!("{ctx}{value}");
+            let mut doc = json!({
+                "content": [{"type": "text", "text": format!("before {ctx}{value} after")}],
+                "structuredContent": {"item": {"note": format!("{ctx}{value}")}, "list": [alone]},
+            });
+            let findings = m.mask_value(&mut doc, SALT).unwrap();
+            let out = doc.to_string();
+            assert!(
+                !out.contains(&value),
+                "{style:?} {detector}: {value:?} leaked in {out}"
+            );
+            // Also as it would appear JSON-escaped (PEM newlines).
+            let escaped = serde_json::to_string(&value).unwrap();
+            assert!(
+                !out.contains(escaped.trim_matches('"')),
+                "{style:?} {detector}: leaked"
+            );
+            assert!(findings.len() >= 2, "{style:?} {detector}: {findings:?}");
+        }
+    }
+}
+
+#[test]
+fn styles_render_as_documented() {
+    let card = "4111 1111 1111 1111";
+    let text = format!("card {card}, mail alice@example.com, ip ::1");
+
+    let (out, _) = masker().mask_text(&text, SALT).unwrap();
+    assert_eq!(
+        out,
+        "card [REDACTED:CREDIT_CARD], mail [REDACTED:EMAIL], ip [REDACTED:IP]"
+    );
+
+    let partial = masker_with(|s| s.style = Style::Partial);
+    let (out, _) = partial.mask_text(&text, SALT).unwrap();
+    // Short values (under eight characters) show nothing.
+    assert_eq!(
+        out,
+        "card [REDACTED:CREDIT_CARD:…1111], mail [REDACTED:EMAIL:….com], ip [REDACTED:IP]"
+    );
+
+    let hash = masker_with(|s| s.style = Style::Hash);
+    let (out, _) = hash.mask_text(&text, SALT).unwrap();
+    let re = regex::Regex::new(
+        r"^card \[CREDIT_CARD:[0-9a-f]{12}\], mail \[EMAIL:[0-9a-f]{12}\], ip \[IP:[0-9a-f]{12}\]$",
+    )
+    .unwrap();
+    assert!(re.is_match(&out), "{out}");
+
+    // Per-name overrides beat the default style.
+    let mixed = masker_with(|s| {
+        s.styles = vec![
+            ("email".into(), Style::Hash),
+            ("credit_card".into(), Style::Partial),
+        ]
+    });
+    let (out, _) = mixed.mask_text(&text, SALT).unwrap();
+    assert!(
+        out.starts_with("card [REDACTED:CREDIT_CARD:…1111], mail [EMAIL:"),
+        "{out}"
+    );
+    assert!(out.ends_with("ip [REDACTED:IP]"), "{out}");
+}
+
+#[test]
+fn hash_pseudonyms_are_stable_per_salt_and_key() {
+    let m = masker_with(|s| s.style = Style::Hash);
+    let pseudo = |m: &Masker, text: &str, salt: &[u8]| m.mask_text(text, salt).unwrap().0;
+    let a = pseudo(&m, "alice@example.com", b"s1");
+    assert_eq!(a, pseudo(&m, "alice@example.com", b"s1"));
+    // Normalised before hashing: case of an address, separators of a number.
+    assert_eq!(a, pseudo(&m, "Alice@Example.COM", b"s1"));
+    assert_eq!(
+        pseudo(&m, "4111 1111 1111 1111", b"s1"),
+        pseudo(&m, "4111-1111-1111-1111", b"s1")
+    );
+    assert_ne!(a, pseudo(&m, "bob@example.com", b"s1"));
+    assert_ne!(a, pseudo(&m, "alice@example.com", b"s2"));
+    let other_key = Masker::new(
+        &MaskSettings {
+            style: Style::Hash,
+            ..MaskSettings::default()
+        },
+        [9; 32],
+    )
+    .unwrap();
+    assert_ne!(a, pseudo(&other_key, "alice@example.com", b"s1"));
+    // Join-ability: the same value in two places of one result gets one pseudonym.
+    let mut doc = json!({"a": "to alice@example.com", "b": ["alice@example.com"]});
+    m.mask_value(&mut doc, b"s1").unwrap();
+    assert_eq!(doc["b"][0], a.as_str());
+    assert_eq!(doc["a"], format!("to {a}").as_str());
+}
+
+#[test]
+fn tool_result_envelope_stays_intact() {
+    let m = masker();
+    let mut result = json!({
+        "content": [
+            {"type": "text", "text": "Customer alice@example.com paid with 4111111111111111."},
+            {"type": "resource", "resource": {"uri": "file:///notes.txt", "mimeType": "text/plain",
+                                              "text": "call +44 20 7946 0958"}},
+            {"type": "image", "data": "iVBORw0KGgo=", "mimeType": "image/png"}
+        ],
+        "structuredContent": {
+            "customer": {"name": "Alice", "email": "alice@example.com", "card": 4111111111111111u64,
+                         "Password": {"hash": "x", "salt": [1, 2]}},
+            "count": 2,
+            "ok": true,
+            "note": null
+        },
+        "isError": false
+    });
+    let findings = m.mask_value(&mut result, SALT).unwrap();
+    assert_eq!(
+        result,
+        json!({
+            "content": [
+                {"type": "text", "text": "Customer [REDACTED:EMAIL] paid with [REDACTED:CREDIT_CARD]."},
+                {"type": "resource", "resource": {"uri": "file:///notes.txt", "mimeType": "text/plain",
+                                                  "text": "call [REDACTED:PHONE]"}},
+                {"type": "image", "data": "iVBORw0KGgo=", "mimeType": "image/png"}
+            ],
+            "structuredContent": {
+                "customer": {"name": "Alice", "email": "[REDACTED:EMAIL]", "card": "[REDACTED:CREDIT_CARD]",
+                             "Password": "[REDACTED:PASSWORD]"},
+                "count": 2,
+                "ok": true,
+                "note": null
+            },
+            "isError": false
+        })
+    );
+    let mut got: Vec<(String, String)> = findings
+        .into_iter()
+        .map(|f| (f.detector, f.pointer))
+        .collect();
+    got.sort();
+    let want: Vec<(String, String)> = [
+        ("credit_card", "/content/0/text"),
+        ("credit_card", "/structuredContent/customer/card"),
+        ("email", "/content/0/text"),
+        ("email", "/structuredContent/customer/email"),
+        ("field:password", "/structuredContent/customer/Password"),
+        ("phone", "/content/1/resource/text"),
+    ]
+    .iter()
+    .map(|(d, p)| (d.to_string(), p.to_string()))
+    .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn field_rules_mask_whole_values_case_insensitively() {
+    let m = masker_with(|s| s.fields.push("api?key".into()));
+    let mut doc = json!({
+        "user": {"PASSWORD": "hunter2", "client_Secret": {"nested": ["a", {"deep": 1}]},
+                 "SSN": 123456789, "api-Key": "k", "api_key": "k2", "apikey": "not matched",
+                 "secretariat": false, "passwords": "not matched either"}
+    });
+    let findings = m.mask_value(&mut doc, SALT).unwrap();
+    assert_eq!(
+        doc,
+        json!({"user": {"PASSWORD": "[REDACTED:PASSWORD]", "client_Secret": "[REDACTED:SECRET]",
+                        "SSN": "[REDACTED:SSN]", "api-Key": "[REDACTED:APIKEY]", "api_key": "[REDACTED:APIKEY]",
+                        "apikey": "not matched", "secretariat": "[REDACTED:SECRET]",
+                        "passwords": "not matched either"}})
+    );
+    let mut names: Vec<&str> = findings.iter().map(|f| f.detector.as_str()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "field:*secret*",
+            "field:*secret*",
+            "field:api?key",
+            "field:api?key",
+            "field:password",
+            "field:ssn"
+        ]
+    );
+    // Hash style on a field: stable pseudonym of the value, also for structured values.
+    let h = masker_with(|s| s.styles = vec![("field:password".into(), Style::Hash)]);
+    let mut a = json!({"password": {"x": 1}});
+    let mut b = json!([{"Password": {"x": 1}}]);
+    h.mask_value(&mut a, SALT).unwrap();
+    h.mask_value(&mut b, SALT).unwrap();
+    assert_eq!(a["password"], b[0]["Password"]);
+    assert!(a["password"].as_str().unwrap().starts_with("[PASSWORD:"));
+}
+
+#[test]
+fn json_in_text_is_masked_as_json() {
+    let m = masker();
+    let inner =
+        r#"{"users": [{"email": "bob@example.com", "password": "pw", "id": 7}], "total": 1}"#;
+    let mut doc = json!({"content": [{"type": "text", "text": inner}]});
+    let findings = m.mask_value(&mut doc, SALT).unwrap();
+    let text = doc["content"][0]["text"].as_str().unwrap();
+    let parsed: Value = serde_json::from_str(text).expect("still valid JSON");
+    assert_eq!(
+        parsed,
+        json!({"users": [{"email": "[REDACTED:EMAIL]", "password": "[REDACTED:PASSWORD]", "id": 7}], "total": 1})
+    );
+    let pointers: Vec<&str> = findings.iter().map(|f| f.pointer.as_str()).collect();
+    assert_eq!(
+        pointers,
+        [
+            "/content/0/text/users/0/email",
+            "/content/0/text/users/0/password"
+        ]
+    );
+
+    // Nothing to mask: the string is left byte-identical (formatting included).
+    let clean = "  [ 1,  2, {\"a\" : \"b\"} ]";
+    let mut doc = json!({"text": clean});
+    assert!(m.mask_value(&mut doc, SALT).unwrap().is_empty());
+    assert_eq!(doc["text"], clean);
+
+    // Text that only looks like JSON is masked as text.
+    let (out, _) = m.mask_text("{not json: alice@example.com", SALT).unwrap();
+    assert_eq!(out, "{not json: [REDACTED:EMAIL]");
+    // mask_text parses JSON text too.
+    let (out, f) = m.mask_text(r#"{"password":"x"}"#, SALT).unwrap();
+    assert_eq!(out, r#"{"password":"[REDACTED:PASSWORD]"}"#);
+    assert_eq!(f[0].pointer, "/password");
+}
+
+#[test]
+fn keys_are_masked_and_pointers_escaped() {
+    let m = masker();
+    let mut doc = json!({
+        "by_user": {"alice@example.com": 3, "bob@example.com": 4, "[REDACTED:EMAIL]": 0},
+        "a/b~c": "10.0.0.1"
+    });
+    let findings = m.mask_value(&mut doc, SALT).unwrap();
+    let out = doc.to_string();
+    assert!(!out.contains("alice") && !out.contains("bob"), "{out}");
+    assert_eq!(
+        doc["by_user"].as_object().unwrap().len(),
+        3,
+        "no member lost"
+    );
+    assert_eq!(doc["a/b~c"], "[REDACTED:IP]");
+    let pointers: Vec<&str> = findings.iter().map(|f| f.pointer.as_str()).collect();
+    assert!(pointers.contains(&"/a~1b~0c"), "{pointers:?}");
+    for p in &pointers {
+        assert!(!p.contains('@'), "pointer leaks a key: {p}");
+    }
+}
+
+#[test]
+fn depth_limit_fails_closed() {
+    let m = masker();
+    let nested = |levels: usize| {
+        let mut v = json!("alice@example.com");
+        for _ in 0..levels {
+            v = json!([v]);
+        }
+        v
+    };
+    let mut ok = nested(MAX_DEPTH);
+    assert_eq!(m.mask_value(&mut ok, SALT).unwrap().len(), 1);
+
+    let mut deep = nested(MAX_DEPTH + 1);
+    assert!(matches!(
+        m.mask_value(&mut deep, SALT),
+        Err(MaskError::TooDeep(MAX_DEPTH))
+    ));
+    assert_eq!(deep, Value::Null, "nothing half-masked is left behind");
+
+    // JSON text inside a string counts towards the same limit.
+    let text = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+    let mut doc = nested(60);
+    *pointer_leaf(&mut doc) = Value::String(text.clone());
+    assert!(matches!(
+        m.mask_value(&mut doc, SALT),
+        Err(MaskError::TooDeep(_))
+    ));
+    // And text deeper than the JSON parser accepts is refused, not scanned as prose.
+    let text = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    assert!(matches!(
+        m.mask_text(&text, SALT),
+        Err(MaskError::TooDeep(_))
+    ));
+}
+
+fn pointer_leaf(v: &mut Value) -> &mut Value {
+    match v {
+        Value::Array(items) => pointer_leaf(&mut items[0]),
+        other => other,
+    }
+}
+
+#[test]
+fn truncated_private_key_is_masked_to_the_end() {
+    let (out, findings) = masker()
+        .mask_text(
+            "key:\n-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7",
+            SALT,
+        )
+        .unwrap();
+    assert_eq!(out, "key:\n[REDACTED:PRIVATE_KEY]");
+    assert_eq!(findings.len(), 1);
+}
+
+#[test]
+fn settings_errors_are_reported() {
+    let build = |f: fn(&mut MaskSettings)| {
+        let mut s = MaskSettings::default();
+        f(&mut s);
+        Masker::new(&s, KEY)
+    };
+    assert!(matches!(
+        build(|s| s.custom = vec![("x".into(), "(".into())]),
+        Err(MaskError::InvalidPattern { .. })
+    ));
+    assert!(matches!(
+        build(|s| s.custom = vec![("x".into(), "a*".into())]),
+        Err(MaskError::MatchesEmpty(_))
+    ));
+    assert!(matches!(
+        build(|s| s.custom = vec![("email".into(), "x".into())]),
+        Err(MaskError::DuplicateName(_))
+    ));
+    assert!(matches!(
+        build(|s| s.detectors.push(Detector::Custom("nope".into()))),
+        Err(MaskError::UnknownDetector(_))
+    ));
+    assert!(matches!(
+        build(|s| s.styles = vec![("nope".into(), Style::Hash)]),
+        Err(MaskError::UnknownStyleTarget(_))
+    ));
+    // A style for a built-in that is not enabled is fine (config may toggle it later).
+    build(|s| {
+        s.detectors = vec![Detector::Email];
+        s.styles = vec![
+            ("iban".into(), Style::Hash),
+            ("*secret*".into(), Style::Partial),
+        ];
+    })
+    .unwrap();
+    for d in Detector::BUILTIN {
+        assert_eq!(Detector::from_name(d.name()), Some(d.clone()));
+    }
+    assert_eq!(Detector::from_name("employee_id"), None);
+    let style: Style = serde_json::from_str("\"partial\"").unwrap();
+    assert_eq!(style, Style::Partial);
+}
+
+#[test]
+fn only_enabled_detectors_run() {
+    let m = Masker::new(
+        &MaskSettings {
+            detectors: vec![Detector::Email],
+            fields: vec![],
+            ..MaskSettings::default()
+        },
+        KEY,
+    )
+    .unwrap();
+    let (out, _) = m
+        .mask_text("alice@example.com 4111111111111111 10.0.0.1", SALT)
+        .unwrap();
+    assert_eq!(out, "[REDACTED:EMAIL] 4111111111111111 10.0.0.1");
+    let mut doc = json!({"password": "x"});
+    assert!(m.mask_value(&mut doc, SALT).unwrap().is_empty());
+}
+
+#[test]
+fn key_file_is_created_private_and_reused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = std::env::temp_dir().join(format!("mcpgw-mask-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let key = load_or_create_key(&dir).unwrap();
+    let path = dir.join(KEY_FILE);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(
+        load_or_create_key(&dir).unwrap(),
+        key,
+        "same key after a restart"
+    );
+    assert_ne!(key, [0; 32]);
+    std::fs::write(&path, b"short").unwrap();
+    let err = load_or_create_key(&dir).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn masker_is_shareable() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Masker>();
+}
+
+/// A printed throughput figure only; timing is never asserted.
+#[test]
+fn throughput_micro_check() {
+    let m = masker();
+    let mut rng = Rng(42);
+    let mut text = String::new();
+    let mut i = 0;
+    while text.len() < 1 << 20 {
+        text.push_str("The deployment finished at 2024-05-06T10:00:00Z on host build-7 ");
+        text.push_str(&format!("(commit {}). ", rng.pick(b"0123456789abcdef", 40)));
+        if i % 20 == 0 {
+            text.push_str("Contact ops@example.com or 10.1.2.3. ");
+        }
+        i += 1;
+    }
+    let started = std::time::Instant::now();
+    let (_, findings) = m.mask_text(&text, SALT).unwrap();
+    let text_secs = started.elapsed().as_secs_f64();
+
+    let rows: Vec<Value> = (0..5000)
+        .map(|i| {
+            json!({"id": i, "name": format!("user {i}"), "email": format!("u{i}@example.com"),
+                        "status": "active", "tags": ["a", "b"], "score": 3.5})
+        })
+        .collect();
+    let mut doc =
+        json!({"content": [{"type": "text", "text": "ok"}], "structuredContent": {"rows": rows}});
+    let json_len = doc.to_string().len();
+    let started = std::time::Instant::now();
+    let json_findings = m.mask_value(&mut doc, SALT).unwrap();
+    let json_secs = started.elapsed().as_secs_f64();
+    println!(
+        "\nmask throughput: text {:.1} MiB/s ({} findings in {} KiB), JSON {:.1} MiB/s ({} findings in {} KiB)",
+        text.len() as f64 / text_secs / (1 << 20) as f64,
+        findings.len(),
+        text.len() >> 10,
+        json_len as f64 / json_secs / (1 << 20) as f64,
+        json_findings.len(),
+        json_len >> 10,
+    );
+}
+
+#[test]
+fn spans_stop_where_the_value_stops() {
+    let m = masker();
+    for (text, want) in [
+        (
+            "cards 4111111111111111 42 units",
+            "cards [REDACTED:CREDIT_CARD] 42 units",
+        ),
+        (
+            "order 12 4111111111111111",
+            "order 12 [REDACTED:CREDIT_CARD]",
+        ),
+        (
+            "ips 10.0.0.1:8080 and [2001:db8::1]:443, 2001:db8::/32",
+            "ips [REDACTED:IP]:8080 and [[REDACTED:IP]]:443, [REDACTED:IP]/32",
+        ),
+        (
+            "fe80::1%eth0 and fe80::1: down",
+            "[REDACTED:IP]%eth0 and [REDACTED:IP]: down",
+        ),
+        ("tel:+1-415-555-2671", "tel:[REDACTED:PHONE]"),
+        (
+            "Call +1 415 555 2671 3 times",
+            "Call [REDACTED:PHONE] times",
+        ),
+        (
+            "IBAN DE89 3704 0044 0532 0130 00 EUR",
+            "IBAN [REDACTED:IBAN] EUR",
+        ),
+        (
+            "AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "[REDACTED:AWS_ACCESS_KEY]:[REDACTED:AWS_SECRET_KEY]",
+        ),
+        (
+            "-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY----- then \
+             -----BEGIN EC PRIVATE KEY-----\nx\n-----END EC PRIVATE KEY-----",
+            "[REDACTED:PRIVATE_KEY] then [REDACTED:PRIVATE_KEY]",
+        ),
+        (
+            "token eyJhbGciOiJIUzI1NiJ9.eyJ1IjoyfQ.sig_-abc.",
+            "token [REDACTED:JWT].",
+        ),
+    ] {
+        assert_eq!(m.mask_text(text, SALT).unwrap().0, want, "{text:?}");
+    }
+}
