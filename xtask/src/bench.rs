@@ -26,6 +26,8 @@ pub enum Which {
     Redirect,
     /// MCP `tools/call` round trips at c=1 and c=64: direct vs mcpgw vs nginx (TLS everywhere).
     Mcp,
+    /// The masking stage alone: MB/s on a 1 MB tool result, time for a 2 KB one.
+    Mask,
 }
 
 const TARGET: &str = "10.0.3.17:8443";
@@ -38,6 +40,7 @@ pub fn run(which: Which) -> Result<()> {
     match which {
         Which::Redirect => redirect(),
         Which::Mcp => crate::bench_mcp::run(),
+        Which::Mask => crate::bench_mask::run(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! run the benchmarks.
 
 mod bench;
+mod bench_mask;
 mod bench_mcp;
 mod setup;
 
@@ -40,6 +41,9 @@ enum Task {
         #[command(subcommand)]
         which: bench::Which,
     },
+    /// Used by `bench mask`: the measurement itself, in a release build.
+    #[command(hide = true)]
+    BenchMaskMeasure,
     /// Used by the benchmarks: an echo server (runs inside the benchmark namespace).
     #[command(hide = true)]
     BenchEcho { addr: String },
@@ -96,6 +100,7 @@ fn main() -> Result<()> {
         Task::Test { filter } => test(filter),
         Task::Bench { which } => bench::run(which),
         Task::BenchEcho { addr } => bench::echo_server(&addr),
+        Task::BenchMaskMeasure => bench_mask::measure(),
         Task::BenchClient {
             addr,
             connections,
