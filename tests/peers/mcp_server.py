@@ -64,6 +64,12 @@ def records(n: int) -> dict[str, Any]:
 
 
 @server.tool()
+def nested(depth: int) -> str:
+    """Returns JSON text nested `depth` arrays deep (deeper than a masker may walk)."""
+    return "[" * depth + '"AKIAIOSFODNN7EXAMPLE"' + "]" * depth
+
+
+@server.tool()
 def add(a: int, b: int) -> int:
     """Returns a + b."""
     return a + b

@@ -44,12 +44,17 @@ match = ["10.0.3.17:3001", "10.0.3.17:3002"]
 }
 
 fn world(verify_upstream: bool) -> World {
-    world_with(verify_upstream, "", &[])
+    world_with(verify_upstream, "", "", &[])
 }
 
-/// `extra`: more configuration; `json_servers`: addresses served with `--json-response`
-/// (POST answers as application/json instead of event streams).
-fn world_with(verify_upstream: bool, extra: &str, json_servers: &[&str]) -> World {
+/// `gateway_lines`: more `[gateway]` keys; `extra`: more sections; `json_servers`: addresses
+/// served with `--json-response` (POST answers as application/json, not event streams).
+fn world_with(
+    verify_upstream: bool,
+    gateway_lines: &str,
+    extra: &str,
+    json_servers: &[&str],
+) -> World {
     let ns = Netns::new().expect("netns");
     let cg = Cgroup::new().expect("cgroup");
     let tmp = TempDir::new().expect("temp dir");
@@ -81,7 +86,11 @@ fn world_with(verify_upstream: bool, extra: &str, json_servers: &[&str]) -> Worl
         );
         servers.push(json.expect("JSON-response server"));
     }
-    let config = config(&cg, &test_ca, verify_upstream, extra);
+    let config = config(&cg, &test_ca, verify_upstream, extra).replacen(
+        "\n[intercept]",
+        &format!("{gateway_lines}\n\n[intercept]"),
+        1,
+    );
     let gw = Gateway::start(&ns, Some(&cg), &config).expect("gateway");
     // What an operator does: export the host CA and give it to the clients.
     let pem = gw.cli_ok(&["ca", "export"]).stdout;
@@ -571,7 +580,7 @@ detectors = ["email", "credit_card", "aws_access_key", "jwt", "ssn"]
 fields    = ["password"]
 style     = "redact"
 "#;
-    let w = world_with(true, masking, &["10.0.3.17:8445"]);
+    let w = world_with(true, "", masking, &["10.0.3.17:8445"]);
     // 8443 answers tools/call as an event stream, 8445 as application/json; 1000 records
     // make the answer span many network reads.
     for url in ["https://10.0.3.17:8443/mcp", "https://10.0.3.17:8445/mcp"] {
@@ -625,4 +634,57 @@ style     = "redact"
     for secret in SECRETS {
         assert!(!log.contains(secret), "{secret} in the gateway log");
     }
+}
+
+#[test]
+fn oversized_and_unmaskable_answers_fail_closed() {
+    if !require_root() {
+        return;
+    }
+    let masking = "[masking]\ndetectors = [\"aws_access_key\"]\n";
+    let w = world_with(true, "max_body = 65536", masking, &["10.0.3.17:8445"]);
+    let call = |url: &str, tool: &str, args: Value| {
+        mcp_call_py(
+            w.cg.cmd(&w.ns, Some(NOBODY), peers_venv_python()),
+            url,
+            Era::Session,
+            Some(&w.host_ca),
+            tool,
+            &args,
+        )
+    };
+    // 256 KiB answers against a 64 KiB limit, as an event stream and as JSON: refused.
+    let line = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-";
+    for url in ["https://10.0.3.17:8443/mcp", "https://10.0.3.17:8445/mcp"] {
+        match call(url, "big", serde_json::json!({"n": 256})) {
+            Ok(v) => {
+                assert_eq!(
+                    v["isError"],
+                    true,
+                    "{url}: an oversized answer must not arrive: {}",
+                    &v.to_string()[..200]
+                );
+                assert!(
+                    !v.to_string().contains(line),
+                    "{url}: the oversized content reached the client"
+                );
+            }
+            Err(e) => assert!(!format!("{e:#}").contains(line), "{url}: {e:#}"),
+        }
+        // A small call on a new session still works: only that answer was refused.
+        let ok = call(url, "echo", serde_json::json!({"text": "still here"}))
+            .expect("small call after a refused one");
+        assert_eq!(ok["content"][0]["text"], "still here");
+    }
+    // JSON text nested deeper than masking may walk cannot be checked: withheld, not passed.
+    let err = call(
+        "https://10.0.3.17:8443/mcp",
+        "nested",
+        serde_json::json!({"depth": 200}),
+    )
+    .expect_err("an answer that could not be masked must not arrive");
+    let err = format!("{err:#}");
+    assert!(err.contains("could not mask"), "{err}");
+    assert!(!err.contains("AKIAIOSFODNN7EXAMPLE"), "{err}");
+    w.gateway_alive();
 }
