@@ -92,12 +92,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let mut stages: Vec<Arc<dyn Interceptor>> = vec![Arc::new(LoggingInterceptor)];
     let masking = match &config.masking {
-        Some(settings) => {
+        Some(masking) => {
             let key = crate::mask::load_or_create_key(state_dir)
                 .with_context(|| format!("masking key in {}", state_dir.display()))?;
-            let masking = Arc::new(MaskingInterceptor::new(crate::mask::Masker::new(
-                settings, key,
-            )?));
+            let masker = crate::mask::Masker::new(&masking.settings, key)?;
+            let tools = masking.arguments_of_tools.clone();
+            let masking = Arc::new(MaskingInterceptor::new(masker, tools));
             stages.push(masking.clone());
             Some(masking)
         }

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod config;
 pub mod daemon;
+pub mod glob;
 pub mod http;
 pub mod intercept;
 pub mod mask;

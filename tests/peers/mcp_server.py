@@ -20,6 +20,7 @@ test://greeting; prompt greet(name).
 from __future__ import annotations
 
 import argparse
+import hashlib
 from typing import Any
 import logging
 import socket
@@ -67,6 +68,12 @@ def records(n: int) -> dict[str, Any]:
 def nested(depth: int) -> str:
     """Returns JSON text nested `depth` arrays deep (deeper than a masker may walk)."""
     return "[" * depth + '"AKIAIOSFODNN7EXAMPLE"' + "]" * depth
+
+
+@server.tool()
+def digest(text: str) -> str:
+    """SHA-256 (hex) of the text as the server received it."""
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @server.tool()

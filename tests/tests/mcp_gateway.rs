@@ -579,8 +579,40 @@ fn sensitive_values_are_masked_in_json_and_event_stream_answers() {
 detectors = ["email", "credit_card", "aws_access_key", "jwt", "ssn"]
 fields    = ["password"]
 style     = "redact"
+arguments_of_tools = ["digest"]
 "#;
     let w = world_with(true, "", masking, &["10.0.3.17:8445"]);
+    // Arguments of `digest` are masked before they go upstream: the server hashes what it got.
+    let digest = mcp_call_py(
+        w.cg.cmd(&w.ns, Some(NOBODY), peers_venv_python()),
+        "https://10.0.3.17:8443/mcp",
+        Era::Session,
+        Some(&w.host_ca),
+        "digest",
+        &serde_json::json!({"text": "mail bob@example.com now"}),
+    )
+    .expect("digest call");
+    let sha256 = |s: &str| {
+        let out = Command::new("sha256sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write as _;
+                c.stdin.take().unwrap().write_all(s.as_bytes())?;
+                c.wait_with_output()
+            });
+        String::from_utf8_lossy(&out.expect("sha256sum").stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert_eq!(
+        digest["content"][0]["text"],
+        sha256("mail [REDACTED:EMAIL] now"),
+        "the server got the masked argument"
+    );
     // 8443 answers tools/call as an event stream, 8445 as application/json; 1000 records
     // make the answer span many network reads.
     for url in ["https://10.0.3.17:8443/mcp", "https://10.0.3.17:8445/mcp"] {

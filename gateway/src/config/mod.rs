@@ -34,7 +34,14 @@ pub struct Config {
     pub intercept: InterceptConfig,
     pub servers: Vec<ServerConfig>,
     /// `None`: no `[masking]` section, responses pass unmasked.
-    pub masking: Option<crate::mask::MaskSettings>,
+    pub masking: Option<MaskingConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MaskingConfig {
+    pub settings: crate::mask::MaskSettings,
+    /// Tools (globs) whose call arguments are masked before they go upstream.
+    pub arguments_of_tools: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -227,6 +234,8 @@ struct RawMasking {
     styles: std::collections::BTreeMap<String, crate::mask::Style>,
     #[serde(default)]
     custom: Vec<RawCustomDetector>,
+    #[serde(default)]
+    arguments_of_tools: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -449,7 +458,7 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
 
 /// `[masking]` into engine settings, checked by building a masker (patterns compile, names
 /// are known) so a bad section is a configuration error, not a failure at the first response.
-fn parse_masking(raw: RawMasking) -> Result<crate::mask::MaskSettings, String> {
+fn parse_masking(raw: RawMasking) -> Result<MaskingConfig, String> {
     use crate::mask::{Detector, MaskSettings, Masker};
     let defaults = MaskSettings::default();
     let detectors = match raw.detectors {
@@ -476,7 +485,10 @@ fn parse_masking(raw: RawMasking) -> Result<crate::mask::MaskSettings, String> {
         styles: raw.styles.into_iter().collect(),
     };
     Masker::new(&settings, [0; 32]).map_err(|e| e.to_string())?;
-    Ok(settings)
+    Ok(MaskingConfig {
+        settings,
+        arguments_of_tools: raw.arguments_of_tools,
+    })
 }
 
 /// Reads the file, or the embedded default when `path` is `None`.

@@ -107,14 +107,16 @@ fields    = ["password"]
 style     = "hash"
 styles    = { email = "partial" }
 custom    = [{ name = "employee_id", pattern = 'EMP-[0-9]{6}' }]
+arguments_of_tools = ["query_*"]
 "#,
     )
     .unwrap()
     .masking
     .unwrap();
-    assert_eq!(m.detectors.len(), 2);
+    assert_eq!(m.arguments_of_tools, vec!["query_*".to_string()]);
+    assert_eq!(m.settings.detectors.len(), 2);
     assert_eq!(
-        m.custom,
+        m.settings.custom,
         vec![("employee_id".to_string(), "EMP-[0-9]{6}".to_string())]
     );
     for (text, needle) in [

@@ -461,6 +461,10 @@ impl Conn {
         } else {
             bytes
         };
+        // The body is whole in hand: its length is set from it, not from what the client said
+        // (an interceptor may have changed it).
+        let mut parts = parts;
+        parts.headers.remove(header::CONTENT_LENGTH);
         self.forward(parts, full(body), &first_id).await
     }
 

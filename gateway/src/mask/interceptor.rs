@@ -1,12 +1,14 @@
 //! Masking as a stage of the interceptor chain: the payloads the server sends toward the
 //! client (tool results, resource contents, prompt messages, error details, log and progress
-//! messages, sampling and elicitation requests) are masked before they leave the gateway.
+//! messages, sampling and elicitation requests) are masked before they leave the gateway, and
+//! the arguments of the configured tools before they go upstream.
 //! Protocol structure (tool definitions, schemas, ids) is left alone. If masking fails, the
 //! message is withheld (fail closed).
 
 use std::{collections::BTreeMap, sync::Mutex};
 
 use super::Masker;
+use crate::glob::glob_match;
 use crate::mcp::{
     interceptor::{Interceptor, Session, Verdict},
     jsonrpc::{code, Kind},
@@ -26,6 +28,7 @@ const REQUEST_PAYLOADS: [(&str, &str); 2] = [
     ("params", "messages"), // sampling/createMessage
     ("params", "message"),  // elicitation/create
 ];
+const ARGUMENT_PAYLOADS: [(&str, &str); 1] = [("params", "arguments")]; // tools/call, upstream
 const NOTIFICATION_PAYLOADS: [(&str, &str); 2] = [
     ("params", "data"),    // notifications/message (logging)
     ("params", "message"), // notifications/progress
@@ -33,14 +36,17 @@ const NOTIFICATION_PAYLOADS: [(&str, &str); 2] = [
 
 pub struct MaskingInterceptor {
     masker: Masker,
+    /// Tools (globs) whose call arguments are masked before they go upstream.
+    arguments_of_tools: Vec<String>,
     /// Masked values by detector or field rule, for `mcpgw status`.
     counts: Mutex<BTreeMap<String, u64>>,
 }
 
 impl MaskingInterceptor {
-    pub fn new(masker: Masker) -> Self {
+    pub fn new(masker: Masker, arguments_of_tools: Vec<String>) -> Self {
         Self {
             masker,
+            arguments_of_tools,
             counts: Mutex::new(BTreeMap::new()),
         }
     }
@@ -53,13 +59,23 @@ impl MaskingInterceptor {
     }
 
     fn mask(&self, session: &Session, direction: Direction, msg: &mut McpMessage) -> Verdict {
-        if direction != Direction::ServerToClient {
-            return Verdict::Continue;
-        }
-        let paths: &[(&str, &str)] = match msg.kind {
-            Kind::Response { .. } | Kind::Error { .. } => &RESPONSE_PAYLOADS,
-            Kind::Request { .. } => &REQUEST_PAYLOADS,
-            Kind::Notification { .. } => &NOTIFICATION_PAYLOADS,
+        let paths: &[(&str, &str)] = match (direction, &msg.kind) {
+            (Direction::ServerToClient, Kind::Response { .. } | Kind::Error { .. }) => {
+                &RESPONSE_PAYLOADS
+            }
+            (Direction::ServerToClient, Kind::Request { .. }) => &REQUEST_PAYLOADS,
+            (Direction::ServerToClient, Kind::Notification { .. }) => &NOTIFICATION_PAYLOADS,
+            (Direction::ClientToServer, _) => match msg.tool_call() {
+                Some((tool, _))
+                    if self
+                        .arguments_of_tools
+                        .iter()
+                        .any(|g| glob_match(g, tool, false)) =>
+                {
+                    &ARGUMENT_PAYLOADS
+                }
+                _ => return Verdict::Continue,
+            },
         };
         // `hash` pseudonyms are stable within an MCP session (which may span connections),
         // else within the gateway session.
