@@ -626,6 +626,17 @@ impl Gateway {
     /// subject to interception and prove the bypass mark). Returns once `status`
     /// answers over the admin socket.
     pub fn start(ns: &Netns, cg: Option<&Cgroup>, config: &str) -> Result<Self> {
+        Self::start_with_hosts(ns, cg, config, None)
+    }
+
+    /// `start`, with `hosts` bind-mounted over /etc/hosts in a private mount namespace of
+    /// the gateway: name resolution under the test's control (rewrite the file in place).
+    pub fn start_with_hosts(
+        ns: &Netns,
+        cg: Option<&Cgroup>,
+        config: &str,
+        hosts: Option<&Path>,
+    ) -> Result<Self> {
         ensure_bpffs()?;
         let bin = mcpgw_bin();
         if !bin.exists() {
@@ -643,10 +654,21 @@ impl Gateway {
         let cfg_path = dir.path().join("mcpgw.toml");
         fs::write(&cfg_path, &config)?;
 
-        let mut cmd = match cg {
-            Some(cg) => cg.cmd(ns, None, &bin),
-            None => ns.cmd(&bin),
+        let program: &std::ffi::OsStr = if hosts.is_some() {
+            "unshare".as_ref()
+        } else {
+            bin.as_ref()
         };
+        let mut cmd = match cg {
+            Some(cg) => cg.cmd(ns, None, program),
+            None => ns.cmd(program),
+        };
+        if let Some(hosts) = hosts {
+            cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+                .arg(r#"mount --bind "$0" /etc/hosts && exec "$@""#)
+                .arg(hosts)
+                .arg(&bin);
+        }
         cmd.arg("serve")
             .arg("--config")
             .arg(&cfg_path)

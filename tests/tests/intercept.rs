@@ -354,3 +354,90 @@ upstream = "tcp://10.0.3.17:8443"
         "explicit mode has no kernel attribution: {conn}"
     );
 }
+
+#[test]
+fn restarted_gateway_takes_over_pinned_links() {
+    if !require_root() {
+        return;
+    }
+    let mut w = world("closed");
+    assert_redirected(&w, "10.0.3.17", Family::V4, V4_TARGET);
+    // The first gateway dies; its links stay pinned (fail closed). A new one must replace
+    // them: if the old connect4 still ran first, it would redirect into the old maps and the
+    // new gateway could not find where connections were going.
+    w.gw.kill9();
+    let config = ebpf_config(&w.cg, "closed", &[V4_TARGET, V6_TARGET]);
+    let second = Gateway::start(&w.ns, Some(&w.cg), &config).expect("second gateway");
+    for _ in 0..3 {
+        let r = client_in_cgroup(&w.ns, &w.cg, "10.0.3.17", 8443, Family::V4).expect("client");
+        r.assert_echoed();
+        assert!(!r.went_direct(), "not redirected after restart: {}", r.raw);
+        assert!(
+            second
+                .wait_connection_of(sa(V4_TARGET), Some(r.pid))
+                .is_some(),
+            "{}",
+            second.log()
+        );
+    }
+    assert_eq!(second.counter("failed"), 0, "{}", second.log());
+}
+
+#[test]
+fn host_name_targets_follow_dns_changes() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new().expect("netns");
+    run(ns
+        .cmd("ip")
+        .args(["addr", "add", "10.0.3.18/32", "dev", "lo"]))
+    .expect("second address");
+    let cg = Cgroup::new().expect("cgroup");
+    let _echo = echo_server(&ns, &[V4_TARGET, "10.0.3.18:8443"]).expect("echo servers");
+    let tmp = TempDir::new().expect("temp dir");
+    let hosts = tmp.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 localhost\n10.0.3.17 mcp-host.test\n").unwrap();
+    let servers =
+        "[[servers]]\nname = \"byname\"\nnon_http = \"pass\"\nmatch = [\"mcp-host.test:8443\"]\n";
+    let config = gateway_config(&cg, "open", servers).replacen(
+        "[intercept]\n",
+        "[intercept]\ndns_refresh = \"1s\"\n",
+        1,
+    );
+    let gw = Gateway::start_with_hosts(&ns, Some(&cg), &config, Some(&hosts)).expect("gateway");
+    let dial = |host: &str| client_in_cgroup(&ns, &cg, host, 8443, Family::V4).expect("client");
+
+    let r = dial("10.0.3.17");
+    r.assert_echoed();
+    assert!(
+        !r.went_direct(),
+        "the name's address is intercepted: {}",
+        r.raw
+    );
+    assert!(dial("10.0.3.18").went_direct(), "another address is not");
+
+    // The name moves: rewrite the file in place (the bind mount holds the inode).
+    std::fs::write(&hosts, "127.0.0.1 localhost\n10.0.3.18 mcp-host.test\n").unwrap();
+    let moved = wait_for(std::time::Duration::from_secs(15), || {
+        let t = gw.status()["targets"].to_string();
+        (t.contains("10.0.3.18:8443") && !t.contains("10.0.3.17:8443")).then_some(())
+    });
+    assert!(
+        moved.is_some(),
+        "targets did not follow DNS: {}\n{}",
+        gw.status()["targets"],
+        gw.log()
+    );
+    let r = dial("10.0.3.18");
+    r.assert_echoed();
+    assert!(
+        !r.went_direct(),
+        "the new address is intercepted: {}",
+        r.raw
+    );
+    assert!(
+        dial("10.0.3.17").went_direct(),
+        "the old address is released"
+    );
+}
