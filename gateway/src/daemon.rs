@@ -97,7 +97,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 .with_context(|| format!("masking key in {}", state_dir.display()))?;
             let masker = crate::mask::Masker::new(&masking.settings, key)?;
             let tools = masking.arguments_of_tools.clone();
-            let masking = Arc::new(MaskingInterceptor::new(masker, tools));
+            let pointers = masking.pointers.clone();
+            let masking = Arc::new(MaskingInterceptor::new(masker, tools, pointers));
             stages.push(masking.clone());
             Some(masking)
         }

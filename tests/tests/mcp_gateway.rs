@@ -580,6 +580,10 @@ detectors = ["email", "credit_card", "aws_access_key", "jwt", "ssn"]
 fields    = ["password"]
 style     = "redact"
 arguments_of_tools = ["digest"]
+pointers = [
+  { tool = "records", pointer = "/structuredContent/count" },
+  { tool = "other_*", pointer = "/structuredContent/records" },
+]
 "#;
     let w = world_with(true, "", masking, &["10.0.3.17:8445"]);
     // Arguments of `digest` are masked before they go upstream: the server hashes what it got.
@@ -651,6 +655,12 @@ arguments_of_tools = ["digest"]
         assert_eq!(rows[7]["card"], "[REDACTED:CREDIT_CARD]");
         assert_eq!(rows[7]["password"], "[REDACTED:PASSWORD]");
         assert_eq!(via["isError"], false);
+        // Pointer rules apply to the tool the answer is for, and only to it.
+        assert_eq!(
+            via["structuredContent"]["count"], "[REDACTED:POINTER]",
+            "{url}"
+        );
+        assert_eq!(direct["structuredContent"]["count"], 1000);
         // The text content carries the same records as JSON text: masked as JSON, still JSON.
         let text = via["content"][0]["text"].as_str().expect("text content");
         let parsed: Value = serde_json::from_str(text).expect("masked text is still JSON");

@@ -42,6 +42,15 @@ pub struct MaskingConfig {
     pub settings: crate::mask::MaskSettings,
     /// Tools (globs) whose call arguments are masked before they go upstream.
     pub arguments_of_tools: Vec<String>,
+    /// Values at JSON pointers (into `result`) masked whole, for the tools named (globs).
+    pub pointers: Vec<PointerRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointerRule {
+    pub tool: String,
+    pub pointer: String,
 }
 
 #[derive(Debug, Clone)]
@@ -236,6 +245,8 @@ struct RawMasking {
     custom: Vec<RawCustomDetector>,
     #[serde(default)]
     arguments_of_tools: Vec<String>,
+    #[serde(default)]
+    pointers: Vec<PointerRule>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -485,9 +496,16 @@ fn parse_masking(raw: RawMasking) -> Result<MaskingConfig, String> {
         styles: raw.styles.into_iter().collect(),
     };
     Masker::new(&settings, [0; 32]).map_err(|e| e.to_string())?;
+    if let Some(bad) = raw.pointers.iter().find(|p| !p.pointer.starts_with('/')) {
+        return Err(format!(
+            "pointer `{}` must start with `/` (RFC 6901, into the result)",
+            bad.pointer
+        ));
+    }
     Ok(MaskingConfig {
         settings,
         arguments_of_tools: raw.arguments_of_tools,
+        pointers: raw.pointers,
     })
 }
 

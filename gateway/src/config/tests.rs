@@ -108,12 +108,14 @@ style     = "hash"
 styles    = { email = "partial" }
 custom    = [{ name = "employee_id", pattern = 'EMP-[0-9]{6}' }]
 arguments_of_tools = ["query_*"]
+pointers = [{ tool = "get_user", pointer = "/structuredContent/address" }]
 "#,
     )
     .unwrap()
     .masking
     .unwrap();
     assert_eq!(m.arguments_of_tools, vec!["query_*".to_string()]);
+    assert_eq!(m.pointers[0].pointer, "/structuredContent/address");
     assert_eq!(m.settings.detectors.len(), 2);
     assert_eq!(
         m.settings.custom,
@@ -129,6 +131,10 @@ arguments_of_tools = ["query_*"]
             "masking:",
         ),
         ("[masking]\nstyle = \"blur\"", "blur"),
+        (
+            "[masking]\npointers = [{ tool = \"t\", pointer = \"a/b\" }]",
+            "must start with `/`",
+        ),
         ("[masking]\nstyles = { nothing = \"hash\" }", "masking:"),
     ] {
         let err = parse_config(text).unwrap_err().to_string();

@@ -120,6 +120,7 @@ impl L7 {
                 sni,
                 process: orig.process.clone(),
                 mcp: Default::default(),
+                pending: Default::default(),
             })
         };
         match (first, route.tls) {
@@ -461,6 +462,9 @@ impl Conn {
         } else {
             bytes
         };
+        for msg in rpc.messages() {
+            self.session.note_request(msg);
+        }
         // The body is whole in hand: its length is set from it, not from what the client said
         // (an interceptor may have changed it).
         let mut parts = parts;
@@ -624,11 +628,14 @@ impl Conn {
         let mut modified = false;
         for msg in rpc.messages_mut() {
             self.note_server_message(msg);
-            match self
+            let verdict = self
                 .l7
                 .chain
-                .message(&self.session, Direction::ServerToClient, msg)
-            {
+                .message(&self.session, Direction::ServerToClient, msg);
+            if let (Some(id), None) = (msg.id(), msg.method()) {
+                self.session.answered(id);
+            }
+            match verdict {
                 Ok(m) => modified |= m,
                 Err(error) => {
                     *msg =
@@ -755,7 +762,11 @@ fn check_event(l7: &L7, session: &Session, event: crate::mcp::sse::SseEvent) -> 
         {
             session.update_mcp(None, Some(version));
         }
-        match l7.chain.message(session, Direction::ServerToClient, msg) {
+        let verdict = l7.chain.message(session, Direction::ServerToClient, msg);
+        if let (Some(id), None) = (msg.id(), msg.method()) {
+            session.answered(id);
+        }
+        match verdict {
             Ok(m) => modified |= m,
             Err(error) => match msg.id() {
                 // A refused response still answers its request, with the error.

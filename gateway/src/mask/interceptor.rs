@@ -8,6 +8,7 @@
 use std::{collections::BTreeMap, sync::Mutex};
 
 use super::Masker;
+use crate::config::PointerRule;
 use crate::glob::glob_match;
 use crate::mcp::{
     interceptor::{Interceptor, Session, Verdict},
@@ -38,15 +39,22 @@ pub struct MaskingInterceptor {
     masker: Masker,
     /// Tools (globs) whose call arguments are masked before they go upstream.
     arguments_of_tools: Vec<String>,
+    /// Values at JSON pointers into a tool's result, masked whole.
+    pointers: Vec<PointerRule>,
     /// Masked values by detector or field rule, for `mcpgw status`.
     counts: Mutex<BTreeMap<String, u64>>,
 }
 
 impl MaskingInterceptor {
-    pub fn new(masker: Masker, arguments_of_tools: Vec<String>) -> Self {
+    pub fn new(
+        masker: Masker,
+        arguments_of_tools: Vec<String>,
+        pointers: Vec<PointerRule>,
+    ) -> Self {
         Self {
             masker,
             arguments_of_tools,
+            pointers,
             counts: Mutex::new(BTreeMap::new()),
         }
     }
@@ -103,6 +111,9 @@ impl MaskingInterceptor {
                 }
             }
         }
+        if matches!(msg.kind, Kind::Response { .. }) && direction == Direction::ServerToClient {
+            findings.extend(self.mask_pointers(session, msg));
+        }
         if findings.is_empty() {
             return Verdict::Continue;
         }
@@ -113,6 +124,41 @@ impl MaskingInterceptor {
             tracing::debug!(session = session.id, detector = %detector, pointer = %pointer, "masked");
         }
         Verdict::Modified
+    }
+}
+
+impl MaskingInterceptor {
+    /// Pointer rules of the tool this response answers. When the answer cannot be tied to
+    /// its call (it came on another connection, as in the legacy SSE transport), every rule
+    /// applies: better a value masked needlessly than one let through.
+    fn mask_pointers(&self, session: &Session, msg: &mut McpMessage) -> Vec<(String, String)> {
+        if self.pointers.is_empty() {
+            return Vec::new();
+        }
+        let pending = msg.id().and_then(|id| session.request_for(id));
+        let applies = |rule: &PointerRule| match &pending {
+            Some(p) if p.method == "tools/call" => p
+                .tool
+                .as_deref()
+                .is_some_and(|t| glob_match(&rule.tool, t, false)),
+            Some(_) => false,
+            None => true,
+        };
+        let mut findings = Vec::new();
+        for rule in self.pointers.iter().filter(|r| applies(r)) {
+            let target = msg
+                .raw
+                .get_mut("result")
+                .and_then(|r| r.pointer_mut(&rule.pointer));
+            if let Some(value) = target {
+                *value = serde_json::Value::String("[REDACTED:POINTER]".into());
+                findings.push((
+                    format!("/result{}", rule.pointer),
+                    format!("pointer:{}", rule.pointer),
+                ));
+            }
+        }
+        findings
     }
 }
 

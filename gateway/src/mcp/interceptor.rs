@@ -36,7 +36,20 @@ pub struct Session {
     pub sni: Option<String>,
     pub process: Option<ProcessInfo>,
     pub mcp: Mutex<McpState>,
+    /// Requests sent upstream and not answered yet, by JSON-RPC id (as JSON text), so a
+    /// response can be tied to the method and tool it answers.
+    pub pending: Mutex<std::collections::HashMap<String, PendingRequest>>,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRequest {
+    pub method: String,
+    pub tool: Option<String>,
+}
+
+/// Requests remembered per connection at most; beyond, answers are not tied to their calls
+/// (stages that need the tie then act as if the tool were unknown).
+const MAX_PENDING: usize = 4096;
 
 #[derive(Debug, Default, Clone)]
 pub struct McpState {
@@ -47,6 +60,41 @@ pub struct McpState {
 impl Session {
     pub fn mcp(&self) -> McpState {
         self.mcp.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Remembers a request that goes upstream.
+    pub fn note_request(&self, msg: &McpMessage) {
+        let (Some(id), Some(method)) = (msg.id(), msg.method()) else {
+            return;
+        };
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.len() < MAX_PENDING {
+            let tool = msg.tool_call().map(|(name, _)| name.to_owned());
+            pending.insert(
+                id.to_string(),
+                PendingRequest {
+                    method: method.to_owned(),
+                    tool,
+                },
+            );
+        }
+    }
+
+    /// The request a response answers, if it went through this connection.
+    pub fn request_for(&self, id: &serde_json::Value) -> Option<PendingRequest> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id.to_string())
+            .cloned()
+    }
+
+    /// Forgets a request once its answer has passed.
+    pub fn answered(&self, id: &serde_json::Value) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id.to_string());
     }
 
     pub fn update_mcp(&self, session_id: Option<&str>, protocol_version: Option<&str>) {
@@ -259,6 +307,7 @@ mod tests {
             sni: None,
             process: None,
             mcp: Default::default(),
+            pending: Default::default(),
         }
     }
 
