@@ -25,6 +25,7 @@ use crate::{
     mask::interceptor::MaskingInterceptor,
     mcp::{interceptor::Interceptor, Chain, LoggingInterceptor},
     proxy::{Proxy, ProxyStats},
+    record::{stage::Recording, Recorder, SessionFilter},
     tls::HostCa,
 };
 
@@ -40,6 +41,7 @@ pub struct Daemon {
     proxy: Arc<Proxy>,
     ca: Arc<HostCa>,
     masking: Option<Arc<MaskingInterceptor>>,
+    recorder: Option<Recorder>,
 }
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
@@ -104,7 +106,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let chain = Chain::new(stages);
+    let mut chain = Chain::new(stages);
+    let recording = match &config.recording {
+        Some(recording) => {
+            let recorder = Recorder::open(state_dir)?;
+            tokio::spawn(prune_recordings(recorder.clone(), recording.retention));
+            let stage = Arc::new(Recording::new(recorder.clone()));
+            chain = chain.with_recording(stage);
+            Some(recorder)
+        }
+        None => None,
+    };
     let targets = Arc::new(Mutex::new(targets));
     let proxy = Arc::new(Proxy {
         orig_dst,
@@ -133,6 +145,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         proxy,
         ca,
         masking,
+        recorder: recording,
         config,
     });
     tokio::spawn(admin::serve(
@@ -190,6 +203,22 @@ async fn refresh_targets(daemon: Arc<Daemon>) {
         tick.tick().await;
         if let Err(error) = daemon.refresh().await {
             tracing::warn!(%error, "refreshing targets failed");
+        }
+    }
+}
+
+/// Retention: prune now and then once a day.
+async fn prune_recordings(recorder: Recorder, retention: Duration) {
+    let mut tick = tokio::time::interval(Duration::from_secs(24 * 3600));
+    loop {
+        tick.tick().await;
+        let recorder = recorder.clone();
+        let pruned = tokio::task::spawn_blocking(move || recorder.reader()?.prune(retention)).await;
+        match pruned {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(sessions = n, "pruned recordings past retention"),
+            Ok(Err(error)) => tracing::warn!(%error, "pruning recordings failed"),
+            Err(error) => tracing::warn!(%error, "pruning recordings failed"),
         }
     }
 }
@@ -269,6 +298,60 @@ impl Daemon {
         })
     }
 
+    /// Recording queries, off the async threads (SQLite is blocking). Everything recorded
+    /// so far is made durable first, so a query sees the latest events.
+    async fn sessions(&self, request: Request) -> Result<serde_json::Value, String> {
+        let recorder = self
+            .recorder
+            .clone()
+            .ok_or("recording is off (recording.store = \"none\")")?;
+        let query = move || -> Result<serde_json::Value, String> {
+            recorder.flush().map_err(|e| e.to_string())?;
+            let reader = recorder.reader().map_err(|e| e.to_string())?;
+            let e = |e: crate::record::RecordError| e.to_string();
+            Ok(match request {
+                Request::SessionsList {
+                    subject,
+                    server,
+                    since_secs,
+                    decision,
+                } => {
+                    let since = since_secs.map(|s| {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_millis() as i64);
+                        now - (s as i64) * 1000
+                    });
+                    let filter = SessionFilter {
+                        subject,
+                        server,
+                        since,
+                        decision,
+                    };
+                    json!(reader.list_sessions(&filter).map_err(e)?)
+                }
+                Request::SessionsShow { id } => {
+                    let (info, events) = reader.show(&id).map_err(e)?;
+                    json!({"session": info, "events": events})
+                }
+                Request::SessionsVerify { id } => json!(reader.verify(id.as_deref()).map_err(e)?),
+                Request::SessionsExport { id, format } => match format.as_str() {
+                    "jsonl" => {
+                        let mut out = Vec::new();
+                        reader.export_jsonl(&id, &mut out).map_err(e)?;
+                        json!(String::from_utf8_lossy(&out))
+                    }
+                    "html" => json!(reader.export_html(&id).map_err(e)?),
+                    other => return Err(format!("unknown export format `{other}` (jsonl, html)")),
+                },
+                _ => return Err("not a sessions request".into()),
+            })
+        };
+        tokio::task::spawn_blocking(query)
+            .await
+            .map_err(|e| e.to_string())?
+    }
+
     fn targets_view(&self) -> serde_json::Value {
         json!(self
             .targets
@@ -283,6 +366,10 @@ impl Handler for Daemon {
         match request {
             Request::Status => Ok(self.status()),
             Request::CaExport => Ok(json!(self.ca.cert_pem())),
+            Request::SessionsList { .. }
+            | Request::SessionsShow { .. }
+            | Request::SessionsVerify { .. }
+            | Request::SessionsExport { .. } => self.sessions(request).await,
             Request::InterceptList => Ok(self.targets_view()),
             Request::InterceptAdd { entry } | Request::InterceptRemove { entry }
                 if self.ebpf.is_none() =>

@@ -12,4 +12,5 @@ pub mod intercept;
 pub mod mask;
 pub mod mcp;
 pub mod proxy;
+pub mod record;
 pub mod tls;

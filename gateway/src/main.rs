@@ -3,6 +3,8 @@
 
 use gateway::{admin, config, daemon};
 
+mod sessions;
+
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -25,7 +27,7 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum Output {
+pub enum Output {
     Table,
     Json,
 }
@@ -45,10 +47,54 @@ enum Command {
         #[command(subcommand)]
         command: InterceptCommand,
     },
+    /// Recorded sessions: list, show, replay, verify, export.
+    Sessions {
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
     /// The host CA that signs the certificates clients see.
     Ca {
         #[command(subcommand)]
         command: CaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SessionsCommand {
+    List {
+        #[arg(long)]
+        subject: Option<String>,
+        #[arg(long)]
+        server: Option<String>,
+        /// Started within this long (e.g. `1h`, `7d`).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        /// With at least one event of this decision (`forwarded`, `refused`, `withheld`).
+        #[arg(long)]
+        decision: Option<String>,
+    },
+    /// Metadata and the timeline of one session.
+    Show { id: String },
+    /// The timeline at recorded pace.
+    Replay {
+        id: String,
+        /// Faster (2) or slower (0.5) than recorded.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Keep printing events of a live session until it ends.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Check hash chains and seals; non-zero exit if anything was tampered with.
+    Verify {
+        id: Option<String>,
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+    Export {
+        id: String,
+        #[arg(long, value_parser = ["jsonl", "html"])]
+        format: String,
     },
 }
 
@@ -93,6 +139,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Status => admin_command(&runtime, &cli.socket, cli.output, admin::Request::Status),
+        Command::Sessions { command } => sessions::run(&runtime, &cli.socket, cli.output, command),
         Command::Ca {
             command: CaCommand::Export,
         } => match runtime.block_on(admin::call(&cli.socket, &admin::Request::CaExport)) {
@@ -136,7 +183,7 @@ fn admin_command(
     }
 }
 
-fn fail(reason: String) -> ExitCode {
+pub fn fail(reason: String) -> ExitCode {
     // One line on stderr, as scripts expect.
     eprintln!("mcpgw: {}", reason.replace('\n', "; "));
     ExitCode::FAILURE

@@ -730,3 +730,234 @@ fn oversized_and_unmaskable_answers_fail_closed() {
     assert!(!err.contains("AKIAIOSFODNN7EXAMPLE"), "{err}");
     w.gateway_alive();
 }
+
+impl World {
+    fn sessions_json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--output", "json", "sessions"];
+        all.extend_from_slice(args);
+        let out = self.gw.cli_ok(&all);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("sessions {args:?}: {e}"))
+    }
+
+    /// SQL on the recording, as someone with write access to the file would run it.
+    fn tamper(&self, sql: &str) {
+        let db = self.gw.dir().join("state/recording.db");
+        let script = "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.executescript(sys.argv[2]); c.commit()";
+        let out = Command::new("/usr/bin/python3")
+            .args(["-c", script])
+            .arg(&db)
+            .arg(sql)
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "tamper failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn sessions_are_recorded_in_order_verified_and_tamper_evident() {
+    if !require_root() {
+        return;
+    }
+    let w = world(true);
+    let direct = w.direct_py(
+        "https://10.0.3.17:8443/mcp",
+        McpTransport::StreamableHttp,
+        Era::Session,
+    );
+    let via = w.via_gateway_py(
+        "https://10.0.3.17:8443/mcp",
+        McpTransport::StreamableHttp,
+        Era::Session,
+    );
+    assert_eq!(via, direct);
+
+    let sessions = w.sessions_json(&["list", "--server", "mcp"]);
+    let sessions = sessions.as_array().expect("list");
+    assert!(!sessions.is_empty(), "nothing recorded");
+    assert!(
+        sessions
+            .iter()
+            .all(|s| s["uid"] == NOBODY && s["pid"].is_u64()),
+        "{sessions:?}"
+    );
+    // The session that carried the echo call: request and answer both recorded, in order,
+    // the answer tied to its tool.
+    let echo = sessions
+        .iter()
+        .map(|s| w.sessions_json(&["show", s["id"].as_str().unwrap()]))
+        .find(|v| {
+            v["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["tool"] == "echo" && e["direction"] == "c2s")
+        })
+        .expect("a session with the echo call");
+    let events = echo["events"].as_array().unwrap();
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["seq"], i as u64 + 1, "contiguous sequence: {e}");
+    }
+    let call = events
+        .iter()
+        .position(|e| e["tool"] == "echo" && e["direction"] == "c2s")
+        .unwrap();
+    let answer = events
+        .iter()
+        .position(|e| e["tool"] == "echo" && e["direction"] == "s2c")
+        .expect("answer recorded");
+    assert!(answer > call, "answer after call");
+    assert_eq!(events[answer]["decision"], "forwarded");
+    assert!(events[answer]["payload"]
+        .to_string()
+        .contains(ECHO_TEXT.split(':').next().unwrap()));
+    let id = echo["session"]["id"].as_str().unwrap().to_owned();
+
+    let verify = w.sessions_json(&["verify", "--all"]);
+    assert!(
+        verify.as_array().unwrap().iter().all(|r| r["ok"] == true),
+        "{verify}"
+    );
+    let jsonl =
+        w.gw.cli_ok(&["sessions", "export", &id, "--format", "jsonl"])
+            .stdout;
+    assert_eq!(
+        String::from_utf8_lossy(&jsonl).lines().count(),
+        events.len()
+    );
+    let html = String::from_utf8_lossy(
+        &w.gw
+            .cli_ok(&["sessions", "export", &id, "--format", "html"])
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        html.contains("echo") && html.contains("</html>"),
+        "html export"
+    );
+    let replay =
+        w.gw.cli_ok(&["sessions", "replay", &id, "--speed", "1000"])
+            .stdout;
+    assert_eq!(
+        String::from_utf8_lossy(&replay).lines().count(),
+        events.len()
+    );
+
+    // Tampering with the file is detected, naming where.
+    let seq = events[answer]["seq"].as_u64().unwrap();
+    w.tamper(&format!("UPDATE events SET payload = replace(payload, 'hello', 'HELLO') WHERE session_id = '{id}' AND seq = {seq}"));
+    let out = w.gw.cli(["sessions", "verify", &id]);
+    assert!(!out.status.success(), "verify must fail after an edit");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("seq {seq}")),
+        "names the edited event: {text}"
+    );
+    w.tamper(&format!(
+        "DELETE FROM events WHERE session_id = '{id}' AND seq = 1"
+    ));
+    let out = w.gw.cli(["--output", "json", "sessions", "verify", &id]);
+    assert!(!out.status.success(), "verify must fail after a deletion");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("seq 1"),
+        "names the deleted event: {report}"
+    );
+}
+
+#[test]
+fn sigkill_keeps_what_was_recorded_and_marks_open_sessions_interrupted() {
+    if !require_root() {
+        return;
+    }
+    let mut w = world(true);
+    // A second gateway on the same state dir after the first is killed.
+    let state = w.gw.dir().join("state");
+    let config =
+        config(&w.cg, &w.test_ca, true, "").replace("@DIR@/state", &state.display().to_string());
+    let first = w.via_gateway_py(
+        "https://10.0.3.17:8443/mcp",
+        McpTransport::StreamableHttp,
+        Era::Session,
+    );
+    assert_python_scenario(&first);
+    // A call still streaming when the gateway dies.
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow_count","arguments":{"n":100,"delay":0.1},"_meta":{"progressToken":1,"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"curl","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let ca = w.host_ca.display().to_string();
+    let mut curl =
+        w.cg.cmd(&w.ns, None, "curl")
+            .args([
+                "-sS",
+                "-N",
+                "--max-time",
+                "30",
+                "--cacert",
+                &ca,
+                "-X",
+                "POST",
+            ])
+            .args([
+                "-H",
+                "content-type: application/json",
+                "-H",
+                "accept: application/json, text/event-stream",
+            ])
+            .args([
+                "-H",
+                "mcp-protocol-version: 2026-07-28",
+                "-H",
+                "mcp-method: tools/call",
+                "-H",
+                "mcp-name: slow_count",
+            ])
+            .args(["--data-binary", body, "https://10.0.3.17:8443/mcp"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("curl");
+    let open = wait_for(std::time::Duration::from_secs(10), || {
+        let list = w.sessions_json(&["list"]);
+        list.as_array()?
+            .iter()
+            .find(|s| s["how_ended"].is_null() && s["events"].as_u64() >= Some(2))
+            .cloned()
+    })
+    .expect("an open session with events");
+    // What `list` showed was made durable first; all of it must survive the kill.
+    let before = w.sessions_json(&["list"]);
+    w.gw.kill9();
+    let _ = curl.wait();
+
+    let second = Gateway::start(&w.ns, Some(&w.cg), &config).expect("restarted gateway");
+    let out = second.cli_ok(&["--output", "json", "sessions", "list"]);
+    let after: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for s in before.as_array().unwrap() {
+        let now = after
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["id"] == s["id"])
+            .unwrap_or_else(|| panic!("session {} lost", s["id"]));
+        assert!(
+            now["events"].as_u64() >= s["events"].as_u64(),
+            "events lost in {}: {s} → {now}",
+            s["id"]
+        );
+    }
+    let reopened = after
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == open["id"])
+        .unwrap();
+    assert_eq!(reopened["how_ended"], "interrupted", "{reopened}");
+    let verify = second.cli(["--output", "json", "sessions", "verify", "--all"]);
+    assert!(
+        verify.status.success(),
+        "chains verify after the crash: {}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}

@@ -23,8 +23,30 @@ pub enum Request {
     Status,
     CaExport,
     InterceptList,
-    InterceptAdd { entry: String },
-    InterceptRemove { entry: String },
+    InterceptAdd {
+        entry: String,
+    },
+    InterceptRemove {
+        entry: String,
+    },
+    SessionsList {
+        subject: Option<String>,
+        server: Option<String>,
+        /// Sessions started within this many seconds.
+        since_secs: Option<u64>,
+        decision: Option<String>,
+    },
+    SessionsShow {
+        id: String,
+    },
+    /// `id: None`: every session.
+    SessionsVerify {
+        id: Option<String>,
+    },
+    SessionsExport {
+        id: String,
+        format: String,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]

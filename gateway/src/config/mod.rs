@@ -35,6 +35,14 @@ pub struct Config {
     pub servers: Vec<ServerConfig>,
     /// `None`: no `[masking]` section, responses pass unmasked.
     pub masking: Option<MaskingConfig>,
+    /// `None`: `recording.store = "none"`.
+    pub recording: Option<RecordingConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RecordingConfig {
+    /// Sealed sessions that ended longer ago than this are pruned.
+    pub retention: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -230,6 +238,15 @@ struct RawConfig {
     #[serde(default)]
     servers: Vec<RawServer>,
     masking: Option<RawMasking>,
+    #[serde(default)]
+    recording: RawRecording,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecording {
+    store: Option<String>,
+    retention: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -303,7 +320,39 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
         intercept,
         servers,
         masking,
+        recording,
     } = raw;
+    let recording = match recording.store.as_deref().unwrap_or("sqlite") {
+        "none" => None,
+        "sqlite" => {
+            let retention = match recording
+                .retention
+                .as_deref()
+                .map(humantime::parse_duration)
+            {
+                None => Duration::from_secs(90 * 24 * 3600),
+                Some(Ok(d)) => d,
+                Some(Err(e)) => {
+                    errors.push(format!("recording.retention: {e}"));
+                    Duration::ZERO
+                }
+            };
+            Some(RecordingConfig { retention })
+        }
+        "postgres" => {
+            errors.push(
+                "recording.store: \"postgres\" is not supported yet; use \"sqlite\" or \"none\""
+                    .into(),
+            );
+            None
+        }
+        other => {
+            errors.push(format!(
+                "recording.store: `{other}` is not one of sqlite, none"
+            ));
+            None
+        }
+    };
     let masking = masking.and_then(|m| match parse_masking(m) {
         Ok(settings) => Some(settings),
         Err(e) => {
@@ -461,6 +510,7 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
             intercept,
             servers,
             masking,
+            recording,
         })
     } else {
         Err(ConfigError::Invalid(errors))

@@ -141,3 +141,29 @@ pointers = [{ tool = "get_user", pointer = "/structuredContent/address" }]
         assert!(err.contains(needle), "{text}: {err}");
     }
 }
+
+#[test]
+fn recording_section() {
+    let on = parse_config("").unwrap().recording.unwrap();
+    assert_eq!(
+        on.retention,
+        std::time::Duration::from_secs(90 * 24 * 3600),
+        "on by default, 90 days"
+    );
+    assert!(parse_config("[recording]\nstore = \"none\"")
+        .unwrap()
+        .recording
+        .is_none());
+    let week = parse_config("[recording]\nretention = \"7d\"")
+        .unwrap()
+        .recording
+        .unwrap();
+    assert_eq!(
+        week.retention,
+        std::time::Duration::from_secs(7 * 24 * 3600)
+    );
+    let err = parse_config("[recording]\nstore = \"postgres\"")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not supported yet"), "{err}");
+}

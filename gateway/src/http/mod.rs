@@ -212,7 +212,7 @@ impl L7 {
     {
         let conn = Arc::new(Conn {
             l7: self.clone(),
-            session,
+            session: session.clone(),
             upstream: Upstream::new(target, self.sockets.clone()),
             scheme,
         });
@@ -220,10 +220,16 @@ impl L7 {
             let conn = conn.clone();
             async move { Ok::<_, Infallible>(conn.handle(req).await) }
         });
-        match hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        let served = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
             .serve_connection(TokioIo::new(io), service)
-            .await
-        {
+            .await;
+        let how = match &served {
+            Ok(()) => "closed".to_owned(),
+            Err(e) if is_disconnect(&**e) => "closed by client".to_owned(),
+            Err(e) => format!("error: {e}"),
+        };
+        self.chain.end_session(&session, &how);
+        match served {
             Ok(()) => Ok(()),
             // Clients end connections as they like (a cancelled stream closes it): not a failure.
             Err(e) if is_disconnect(&*e) => Ok(()),

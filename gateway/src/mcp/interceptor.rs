@@ -149,15 +149,41 @@ pub trait Interceptor: Send + Sync {
 
 /// Interceptors in order; the first rejection wins.
 #[derive(Clone, Default)]
-pub struct Chain(Vec<Arc<dyn Interceptor>>);
+pub struct Chain {
+    stages: Vec<Arc<dyn Interceptor>>,
+    /// Last of all: every message and the decision about it go to the recording.
+    recording: Option<Arc<crate::record::stage::Recording>>,
+}
 
 impl Chain {
-    pub fn new(interceptors: Vec<Arc<dyn Interceptor>>) -> Self {
-        Self(interceptors)
+    pub fn new(stages: Vec<Arc<dyn Interceptor>>) -> Self {
+        Self {
+            stages,
+            recording: None,
+        }
     }
 
-    /// Runs the message hooks; `Ok(true)` when some interceptor changed the message.
+    pub fn with_recording(mut self, recording: Arc<crate::record::stage::Recording>) -> Self {
+        self.recording = Some(recording);
+        self
+    }
+
+    /// Runs the message hooks, then records the message with the outcome; `Ok(true)` when
+    /// some interceptor changed the message.
     pub fn message(
+        &self,
+        session: &Session,
+        direction: Direction,
+        msg: &mut McpMessage,
+    ) -> Result<bool, RpcError> {
+        let outcome = self.run_stages(session, direction, msg);
+        if let Some(recording) = &self.recording {
+            recording.message(session, direction, msg, &outcome);
+        }
+        outcome
+    }
+
+    fn run_stages(
         &self,
         session: &Session,
         direction: Direction,
@@ -165,7 +191,7 @@ impl Chain {
     ) -> Result<bool, RpcError> {
         use super::jsonrpc::Kind;
         let mut modified = false;
-        for interceptor in &self.0 {
+        for interceptor in &self.stages {
             let verdict = match msg.kind {
                 Kind::Request { .. } => interceptor.on_request(session, direction, msg),
                 Kind::Notification { .. } => interceptor.on_notification(session, direction, msg),
@@ -185,8 +211,15 @@ impl Chain {
         Ok(modified)
     }
 
+    /// The client connection of `session` ended (`how`: "closed" or a reason).
+    pub fn end_session(&self, session: &Session, how: &str) {
+        if let Some(recording) = &self.recording {
+            recording.end(session, how);
+        }
+    }
+
     pub fn stream_event(&self, session: &Session, event: &SseEvent) -> Result<(), RpcError> {
-        for interceptor in &self.0 {
+        for interceptor in &self.stages {
             if let Verdict::Reject(error) = interceptor.on_stream_event(session, event) {
                 return Err(error);
             }

@@ -1,0 +1,154 @@
+//! Recording as part of the interceptor chain: every message, in both directions, with the
+//! decision the chain took, lands in the store after the other stages (so payloads are the
+//! masked ones). A gateway session is started in the store at its first message and sealed
+//! when its client connection ends.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use serde_json::{json, Value};
+
+use super::{EventData, Recorder, SessionMeta};
+use crate::mcp::{
+    interceptor::{McpState, Session},
+    jsonrpc::Kind,
+    Direction, McpMessage, RpcError,
+};
+
+pub struct Recording {
+    recorder: Recorder,
+    /// Gateway session id → (store session id, MCP state last recorded).
+    open: Mutex<HashMap<u64, (String, McpState)>>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Recording {
+    pub fn new(recorder: Recorder) -> Self {
+        Self {
+            recorder,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    /// The store's id for this session, starting it on first use; MCP session changes
+    /// (id, protocol version) are recorded as they appear.
+    fn store_id(&self, session: &Session) -> Option<String> {
+        let mcp = session.mcp();
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((id, seen)) = open.get_mut(&session.id) {
+            if seen.session_id != mcp.session_id || seen.protocol_version != mcp.protocol_version {
+                self.recorder.update_mcp(
+                    id,
+                    mcp.session_id.as_deref(),
+                    mcp.protocol_version.as_deref(),
+                );
+                *seen = mcp;
+            }
+            return Some(id.clone());
+        }
+        let process = session.process.as_ref();
+        let meta = SessionMeta {
+            server: session.server.clone(),
+            orig_dst: session.orig_dst.clone(),
+            sni: session.sni.clone(),
+            client: session.client.to_string(),
+            pid: process.map(|p| p.pid),
+            uid: process.map(|p| p.uid),
+            exe: process
+                .and_then(|p| p.exe.as_ref())
+                .map(|e| e.display().to_string()),
+            cgroup: process.and_then(|p| p.cgroup.clone()),
+            subject: None,
+            mcp_session_id: mcp.session_id.clone(),
+            protocol_version: mcp.protocol_version.clone(),
+        };
+        match self.recorder.start_session(meta) {
+            Ok(id) => {
+                open.insert(session.id, (id.clone(), mcp));
+                Some(id)
+            }
+            Err(error) => {
+                tracing::error!(session = session.id, %error, "cannot start recording the session");
+                None
+            }
+        }
+    }
+
+    /// Records a message and what the chain decided about it.
+    pub fn message(
+        &self,
+        session: &Session,
+        direction: Direction,
+        msg: &McpMessage,
+        outcome: &Result<bool, RpcError>,
+    ) {
+        let Some(id) = self.store_id(session) else {
+            return;
+        };
+        let (kind, method) = match &msg.kind {
+            Kind::Request { method, .. } => ("request", Some(method.clone())),
+            Kind::Notification { method } => ("notification", Some(method.clone())),
+            Kind::Response { .. } => ("response", None),
+            Kind::Error { .. } => ("error", None),
+        };
+        // A response tells its method and tool through the request it answers.
+        let pending = msg.id().and_then(|i| session.request_for(i));
+        let method = method.or_else(|| pending.as_ref().map(|p| p.method.clone()));
+        let tool = msg
+            .tool_call()
+            .map(|(t, _)| t.to_owned())
+            .or_else(|| pending.and_then(|p| p.tool));
+        let (payload, decision) = match outcome {
+            Ok(_) => (Value::Object(msg.raw.clone()), "forwarded".to_owned()),
+            // What the server sent and the gateway withheld may be exactly what must not be
+            // kept (it could not be masked): record that it was withheld, not the content.
+            Err(error) if direction == Direction::ServerToClient => {
+                (json!({"withheld": error.message}), "withheld".to_owned())
+            }
+            Err(_) => (Value::Object(msg.raw.clone()), "refused".to_owned()),
+        };
+        self.recorder.record(
+            &id,
+            EventData {
+                time_ms: now_ms(),
+                direction: match direction {
+                    Direction::ClientToServer => "c2s",
+                    Direction::ServerToClient => "s2c",
+                }
+                .into(),
+                kind: kind.into(),
+                method,
+                rpc_id: msg.id().map(ToString::to_string),
+                tool,
+                payload,
+                decision: Some(decision),
+                rule: outcome.as_ref().err().map(|e| e.message.clone()),
+                upstream_latency_us: None,
+            },
+        );
+    }
+
+    /// Seals the session when its connection ends.
+    pub fn end(&self, session: &Session, how: &str) {
+        let entry = self
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&session.id);
+        if let Some((id, _)) = entry {
+            self.recorder.end_session(&id, how);
+        }
+    }
+}
