@@ -28,6 +28,8 @@ pub enum Which {
     Mcp,
     /// The masking stage alone: MB/s on a 1 MB tool result, time for a 2 KB one.
     Mask,
+    /// The recording store: events/s to durable commit, added latency per message.
+    Record,
 }
 
 const TARGET: &str = "10.0.3.17:8443";
@@ -41,6 +43,7 @@ pub fn run(which: Which) -> Result<()> {
         Which::Redirect => redirect(),
         Which::Mcp => crate::bench_mcp::run(),
         Which::Mask => crate::bench_mask::run(),
+        Which::Record => crate::bench_record::run(),
     }
 }
 

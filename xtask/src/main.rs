@@ -4,6 +4,7 @@
 mod bench;
 mod bench_mask;
 mod bench_mcp;
+mod bench_record;
 mod setup;
 
 use std::{
@@ -44,6 +45,9 @@ enum Task {
     /// Used by `bench mask`: the measurement itself, in a release build.
     #[command(hide = true)]
     BenchMaskMeasure,
+    /// Used by `bench record`: the measurement itself, in a release build.
+    #[command(hide = true)]
+    BenchRecordMeasure,
     /// Used by the benchmarks: an echo server (runs inside the benchmark namespace).
     #[command(hide = true)]
     BenchEcho { addr: String },
@@ -101,6 +105,7 @@ fn main() -> Result<()> {
         Task::Bench { which } => bench::run(which),
         Task::BenchEcho { addr } => bench::echo_server(&addr),
         Task::BenchMaskMeasure => bench_mask::measure(),
+        Task::BenchRecordMeasure => bench_record::measure(),
         Task::BenchClient {
             addr,
             connections,
