@@ -25,6 +25,7 @@ pub fn setup() -> Result<()> {
     rust_src()?;
     bpf_linker()?;
     debian_packages()?;
+    chromium()?;
     bpffs()?;
     peers()?;
     Ok(())
@@ -84,6 +85,31 @@ fn debian_packages() -> Result<()> {
         .args(["install", "-y", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// Debian's `chromium`, which the HTML export test renders the session page with (headless).
+/// Installed from the current package lists if they are good enough, else after refreshing
+/// them (stale lists name package versions the mirror no longer has).
+fn chromium() -> Result<()> {
+    const CHROMIUM: &str = "/usr/bin/chromium";
+    if Path::new(CHROMIUM).exists() {
+        return Ok(());
+    }
+    let install = || {
+        run(Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends", "chromium"])
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+    };
+    if install().is_err() || !Path::new(CHROMIUM).exists() {
+        run(Command::new("apt-get")
+            .arg("update")
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+        install()?;
+    }
+    if !Path::new(CHROMIUM).exists() {
+        bail!("{CHROMIUM} is still missing after installing chromium");
+    }
+    Ok(())
 }
 
 /// nginx, the peer proxy `bench mcp` runs (in its own network namespace, from its own
