@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod glob;
 pub mod http;
 pub mod intercept;
+pub mod keyfile;
 pub mod mask;
 pub mod mcp;
 pub mod proxy;

@@ -15,9 +15,7 @@ mod verify;
 mod tests;
 
 use std::{
-    fs,
-    io::{self, Read, Write},
-    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    fs, io,
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -371,35 +369,13 @@ impl Recorder {
 
 /// Reads the host sealing key, creating it (mode 0600) on first use.
 fn load_or_create_key(path: &Path) -> Result<Ed25519KeyPair, RecordError> {
-    let io_err = |e| RecordError::KeyIo(path.to_owned(), e);
-    let bytes = match fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(mut file) => {
-            let rng = ring::rand::SystemRandom::new();
-            let pkcs8 =
-                Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| RecordError::KeyGenerate)?;
-            file.write_all(pkcs8.as_ref()).map_err(io_err)?;
-            file.sync_all().map_err(io_err)?;
-            pkcs8.as_ref().to_vec()
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            let mut file = fs::File::open(path).map_err(io_err)?;
-            let mode = file.metadata().map_err(io_err)?.permissions().mode();
-            if mode & 0o077 != 0 {
-                tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777), "recording key was readable by others; setting mode 0600");
-                file.set_permissions(fs::Permissions::from_mode(0o600))
-                    .map_err(io_err)?;
-            }
-            let mut bytes = Vec::new();
-            file.read_to_end(&mut bytes).map_err(io_err)?;
-            bytes
-        }
-        Err(e) => return Err(io_err(e)),
-    };
+    let bytes = crate::keyfile::load_or_create(path, || {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
+            .map_err(|_| io::Error::other("no randomness for an Ed25519 key"))?;
+        Ok(pkcs8.as_ref().to_vec())
+    })
+    .map_err(|e| RecordError::KeyIo(path.to_owned(), e))?;
     Ed25519KeyPair::from_pkcs8(&bytes).map_err(|_| RecordError::KeyInvalid(path.to_owned()))
 }
 

@@ -4,7 +4,6 @@
 use std::{
     collections::HashMap,
     net::IpAddr,
-    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Duration,
@@ -57,45 +56,21 @@ impl HostCa {
             let path = path.to_owned();
             move |source| TlsError::Io { what, path, source }
         };
-        let (cert_pem, key) = if key_path.exists() {
-            let key_pem = std::fs::read_to_string(&key_path).map_err(io("reading", &key_path))?;
-            let cert_pem =
-                std::fs::read_to_string(&cert_path).map_err(io("reading", &cert_path))?;
-            // The key must stay private: refuse to use one others can read.
-            let mode = std::fs::metadata(&key_path)
-                .map_err(io("stat", &key_path))?
-                .permissions()
-                .mode();
-            if mode & 0o077 != 0 {
-                std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))
-                    .map_err(io("restricting", &key_path))?;
-                tracing::warn!(path = %key_path.display(), "host CA key was readable by others; mode set to 0600");
+        let key_pem = crate::keyfile::load_or_create(&key_path, || {
+            let key = KeyPair::generate().map_err(std::io::Error::other)?;
+            Ok(key.serialize_pem().into_bytes())
+        })
+        .map_err(io("host CA key", &key_path))?;
+        let key = KeyPair::from_pem(&String::from_utf8_lossy(&key_pem))?;
+        let cert_pem = match std::fs::read_to_string(&cert_path) {
+            Ok(pem) => pem,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let pem = self_signed_ca(&key)?;
+                std::fs::write(&cert_path, &pem).map_err(io("writing", &cert_path))?;
+                tracing::info!(path = %cert_path.display(), "created host CA");
+                pem
             }
-            (cert_pem, KeyPair::from_pem(&key_pem)?)
-        } else {
-            let key = KeyPair::generate()?;
-            let mut params = CertificateParams::new(Vec::<String>::new())?;
-            let mut dn = DistinguishedName::new();
-            dn.push(
-                DnType::CommonName,
-                format!("mcpgw host CA ({})", hostname()),
-            );
-            dn.push(DnType::OrganizationName, "mcpgw");
-            params.distinguished_name = dn;
-            params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-            params.key_usages = vec![
-                KeyUsagePurpose::KeyCertSign,
-                KeyUsagePurpose::CrlSign,
-                KeyUsagePurpose::DigitalSignature,
-            ];
-            params.not_before = rcgen::date_time_ymd(2025, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2045, 1, 1);
-            let cert = params.self_signed(&key)?;
-            write_private(&key_path, key.serialize_pem().as_bytes())
-                .map_err(io("writing", &key_path))?;
-            std::fs::write(&cert_path, cert.pem()).map_err(io("writing", &cert_path))?;
-            tracing::info!(path = %cert_path.display(), "created host CA");
-            (cert.pem(), key)
+            Err(e) => return Err(io("reading", &cert_path)(e)),
         };
         let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)?;
         Ok(Self {
@@ -152,6 +127,26 @@ impl HostCa {
         config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
         Ok(config)
     }
+}
+
+fn self_signed_ca(key: &KeyPair) -> Result<String, rcgen::Error> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(
+        DnType::CommonName,
+        format!("mcpgw host CA ({})", hostname()),
+    );
+    dn.push(DnType::OrganizationName, "mcpgw");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2045, 1, 1);
+    Ok(params.self_signed(key)?.pem())
 }
 
 fn time_now() -> time::OffsetDateTime {
@@ -255,17 +250,6 @@ impl rustls::client::danger::ServerCertVerifier for NoVerification {
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
-}
-
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(data)?;
-    file.sync_all()
 }
 
 fn hostname() -> String {
