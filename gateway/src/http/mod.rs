@@ -378,6 +378,10 @@ impl Conn {
     async fn handle_post(&self, parts: http::request::Parts, body: Incoming) -> Response<Body> {
         let max = self.l7.max_body;
         if !is_json(&parts.headers) {
+            // Read (and drop) what the client sends, up to the limit, before answering: an
+            // answer before the body would make HTTP/2 reset the stream, which some clients
+            // report instead of the answer.
+            let _ = Limited::new(body, max).collect().await;
             let error = RpcError::new(
                 code::INVALID_REQUEST,
                 "MCP POST bodies must be application/json",

@@ -156,18 +156,27 @@ fn check_credit_card(ctx: &Ctx<'_>, span: Range<usize>) -> Option<Range<usize>> 
 }
 
 fn is_card(s: &str) -> bool {
-    let mut seps = s.bytes().filter(|b| !b.is_ascii_digit());
-    if let Some(first) = seps.next() {
-        if seps.any(|b| b != first) {
+    is_card_bytes(s.as_bytes())
+}
+
+/// Digits with one kind of separator (or none), 13 to 19 of them, of a card network, Luhn-valid.
+fn is_card_bytes(s: &[u8]) -> bool {
+    let mut digits = [0u8; 19];
+    let mut len = 0;
+    let mut sep = None;
+    for &b in s {
+        if b.is_ascii_digit() {
+            if len == digits.len() {
+                return false;
+            }
+            digits[len] = b - b'0';
+            len += 1;
+        } else if *sep.get_or_insert(b) != b {
             return false;
         }
     }
-    let digits: Vec<u8> = s
-        .bytes()
-        .filter(u8::is_ascii_digit)
-        .map(|b| b - b'0')
-        .collect();
-    (13..=19).contains(&digits.len()) && brand_fits(&digits) && luhn(&digits)
+    let digits = &digits[..len];
+    len >= 13 && brand_fits(digits) && luhn(digits)
 }
 
 pub(super) fn luhn(digits: &[u8]) -> bool {
@@ -458,26 +467,56 @@ fn check_aws_secret(ctx: &Ctx<'_>, span: Range<usize>) -> Option<Range<usize>> {
     if span.len() != 40 || after(ctx, &span) == Some('=') {
         return None;
     }
-    let key_says = ctx.key.is_some_and(|k| AWS_CONTEXT.is_match(k));
-    if key_says || AWS_CONTEXT.is_match(preceding(ctx.text, span.start, 96)) {
+    // Context, or the look of a key on its own: the cheap test first, the regex last.
+    if standalone_aws_secret(ctx, &span)
+        || ctx.key.is_some_and(aws_context)
+        || aws_context(preceding(ctx.text, span.start, 96))
+    {
         return Some(span);
     }
+    None
+}
+
+/// `AWS_CONTEXT` matches `s`. Each of its branches contains `aw`, `ecret` (ASCII case
+/// insensitively; no other character folds to these letters) or `AKIA`/`ASIA`, so text with
+/// none of them is answered without running the regex.
+fn aws_context(s: &str) -> bool {
+    let b = s.as_bytes();
+    let lower = |j: usize| b[j] | 0x20;
+    let maybe = (1..b.len()).any(|j| match b[j] {
+        b'w' | b'W' => lower(j - 1) == b'a',
+        b't' | b'T' => j >= 4 && b[j - 4..j].eq_ignore_ascii_case(b"ecre"),
+        b'K' | b'S' => b[j - 1] == b'A' && b[j + 1..].starts_with(b"IA"),
+        _ => false,
+    });
+    maybe && AWS_CONTEXT.is_match(s)
+}
+
+fn standalone_aws_secret(ctx: &Ctx<'_>, span: &Range<usize>) -> bool {
     let s = ctx.text[span.clone()].as_bytes();
-    let count = |f: fn(&u8) -> bool| s.iter().filter(|b| f(b)).count();
-    let slashes = count(|&b| b == b'/');
-    let plus = count(|&b| b == b'+');
-    if count(u8::is_ascii_uppercase) < 2
-        || count(u8::is_ascii_lowercase) < 2
-        || count(u8::is_ascii_digit) < 2
+    let (mut upper, mut lower, mut digits, mut slashes, mut plus) = (0, 0, 0, 0, 0);
+    for &b in s {
+        match b {
+            b'A'..=b'Z' => upper += 1,
+            b'a'..=b'z' => lower += 1,
+            b'0'..=b'9' => digits += 1,
+            b'/' => slashes += 1,
+            b'+' => plus += 1,
+            _ => {}
+        }
+    }
+    if upper < 2
+        || lower < 2
+        || digits < 2
         || slashes + plus == 0
         || slashes >= 3
         || s[0] == b'/'
         || matches!(
-            before(ctx, &span),
+            before(ctx, span),
             Some('.' | '/' | ':' | '\\' | '=' | '-' | '_')
         )
     {
-        return None;
+        return false;
     }
     // The tail of a PEM/MIME body: the previous line is a long run of base64.
     let head = &ctx.text[..span.start];
@@ -485,10 +524,10 @@ fn check_aws_secret(ctx: &Ctx<'_>, span: Range<usize>) -> Option<Range<usize>> {
         let head = head.strip_suffix('\r').unwrap_or(head);
         let prev_line = head.rsplit('\n').next().unwrap_or("");
         if prev_line.len() >= 60 && prev_line.bytes().all(|b| is_b64(b) || b == b'=') {
-            return None;
+            return false;
         }
     }
-    Some(span)
+    true
 }
 
 // ---- JWT -----------------------------------------------------------------------------------
@@ -544,4 +583,414 @@ fn base64url_decode(s: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+// ---- the single candidate scan -------------------------------------------------------------
+
+/// The bit of a built-in detector in the mask [`gate`] returns (0 for custom detectors).
+pub(super) fn bit(detector: &Detector) -> u16 {
+    match detector {
+        Detector::Email => 1 << 0,
+        Detector::CreditCard => 1 << 1,
+        Detector::Ssn => 1 << 2,
+        Detector::Phone => 1 << 3,
+        Detector::Iban => 1 << 4,
+        Detector::Ip => 1 << 5,
+        Detector::AwsAccessKey => 1 << 6,
+        Detector::AwsSecretKey => 1 << 7,
+        Detector::Jwt => 1 << 8,
+        Detector::PrivateKey => 1 << 9,
+        Detector::ApiToken => 1 << 10,
+        Detector::Custom(_) => 0,
+    }
+}
+
+const EMAIL_BIT: u16 = 1 << 0;
+const CARD_BIT: u16 = 1 << 1;
+const SSN_BIT: u16 = 1 << 2;
+const PHONE_BIT: u16 = 1 << 3;
+const IBAN_BIT: u16 = 1 << 4;
+const IP_BIT: u16 = 1 << 5;
+const AWS_ACCESS_BIT: u16 = 1 << 6;
+const AWS_SECRET_BIT: u16 = 1 << 7;
+const JWT_BIT: u16 = 1 << 8;
+const PRIVATE_KEY_BIT: u16 = 1 << 9;
+const API_TOKEN_BIT: u16 = 1 << 10;
+
+/// ASCII word byte, as `(?-u:\b)` sees it.
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// One pass over `text` that finds, for all built-in detectors at once, the places where one
+/// of them could confirm a value, and returns the detectors that can (a bit each, see [`bit`]).
+///
+/// Every condition tested here is implied by "the detector's regex matches there and its
+/// check accepts the span" (often it is exactly that, with the check itself called on the
+/// span the regex would produce), so a detector whose bit is clear has nothing to confirm in
+/// `text`: skipping it changes nothing. Detectors whose bit is set then run their regex and
+/// check over the whole string as before, so results are identical, only cheaper: most
+/// strings (and the look-alikes: timestamps, ids, hashes, numbers failing Luhn) set no bit.
+pub(super) fn gate(text: &str, key: Option<&str>) -> u16 {
+    let b = text.as_bytes();
+    let n = b.len();
+    let ctx = Ctx { text, key };
+    let mut found = 0u16;
+    // Start of the current run of `[A-Za-z0-9/+]` (AWS secret keys are runs of exactly 40).
+    let mut run_start = 0usize;
+    // Digit chains (card candidates) are looked at once, from their first group.
+    let mut chain_end = 0usize;
+    let aws_run = |found: &mut u16, start: usize, end: usize| {
+        if end - start == 40 && *found & AWS_SECRET_BIT == 0 && aws_secret_at(&ctx, start) {
+            *found |= AWS_SECRET_BIT;
+        }
+    };
+    let mut i = 0;
+    while i < n {
+        let c = b[i];
+        let prev = if i == 0 { 0 } else { b[i - 1] };
+        if is_word(c) {
+            // A word starts here (the byte before is no word byte): every regex that begins
+            // with a word byte begins at such a place, or can only be confirmed there.
+            found |= word_start(&ctx, i, prev, found, &mut chain_end);
+            if c == b'_' {
+                aws_run(&mut found, run_start, i);
+                run_start = i + 1;
+            }
+            i += 1;
+            // The rest of the word only matters to the runs of `[A-Za-z0-9/+]`.
+            while i < n {
+                let c = b[i];
+                if c.is_ascii_alphanumeric() {
+                    i += 1;
+                } else if c == b'_' {
+                    aws_run(&mut found, run_start, i);
+                    i += 1;
+                    run_start = i;
+                } else {
+                    break;
+                }
+            }
+            continue;
+        }
+        if c != b'/' && c != b'+' {
+            aws_run(&mut found, run_start, i);
+            run_start = i + 1;
+        }
+        let hit = match c {
+            b'@' => {
+                matches!(prev, b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'%' | b'+' | b'-')
+                    && b.get(i + 1).is_some_and(u8::is_ascii_alphanumeric)
+                    && found & EMAIL_BIT == 0
+            }
+            b'+' => {
+                found & PHONE_BIT == 0
+                    && phone_prev_ok(prev)
+                    && matches!(b.get(i + 1), Some(b'1'..=b'9'))
+                    && b[i + 1..]
+                        .iter()
+                        .take(8)
+                        .take_while(|&&x| {
+                            matches!(x, b'0'..=b'9' | b' ' | b'(' | b')' | b'.' | b'-')
+                        })
+                        .count()
+                        == 8
+            }
+            b'(' => found & PHONE_BIT == 0 && phone_prev_ok(prev) && nanp_at(b, i),
+            b'-' => found & PRIVATE_KEY_BIT == 0 && b[i..].starts_with(b"-----BEGIN "),
+            b':' => found & IP_BIT == 0 && ipv6_at(b, i, prev),
+            _ => false,
+        };
+        if hit {
+            found |= match c {
+                b'@' => EMAIL_BIT,
+                b'+' | b'(' => PHONE_BIT,
+                b'-' => PRIVATE_KEY_BIT,
+                _ => IP_BIT,
+            };
+        }
+        i += 1;
+    }
+    aws_run(&mut found, run_start, n);
+    found
+}
+
+/// The candidates that begin at a word start `i` (`prev` is the byte before, 0 for none).
+fn word_start(ctx: &Ctx<'_>, i: usize, prev: u8, found: u16, chain_end: &mut usize) -> u16 {
+    let b = ctx.text.as_bytes();
+    let c = b[i];
+    let mut add = 0;
+    if c.is_ascii_digit() {
+        // Every digit detector wants a digit run of a certain length followed by a certain
+        // byte: look at the run once and go on only where one of them can.
+        let mut end = i + 1;
+        while end < b.len() && b[end].is_ascii_digit() {
+            end += 1;
+        }
+        let len = end - i;
+        let next = b.get(end).copied().unwrap_or(0);
+        // Card chains are looked at from their first group that starts a word (an earlier
+        // group glued to a word cannot start a match).
+        if i >= *chain_end
+            && found & CARD_BIT == 0
+            && (len >= 13 || matches!(next, b' ' | b'-'))
+            && card_chain(b, i, chain_end)
+        {
+            add |= CARD_BIT;
+        }
+        if prev != b'-'
+            && found & SSN_BIT == 0
+            && ((len == 3 && next == b'-') || (len == 9 && !is_word(next)))
+            && ssn_at(ctx, i)
+        {
+            add |= SSN_BIT;
+        }
+        if found & IP_BIT == 0
+            && ((len <= 3 && next == b'.' && prev != b'.' && ipv4_at(ctx, i))
+                || (len <= 4 && (next == b':' || next.is_ascii_hexdigit()) && ipv6_at(b, i, prev)))
+        {
+            add |= IP_BIT;
+        }
+        if found & PHONE_BIT == 0
+            && ((len == 1 && c == b'1' && matches!(next, b' ' | b'.' | b'-'))
+                || (len == 3 && c != b'0' && c != b'1' && matches!(next, b'.' | b'-')))
+            && phone_prev_ok(prev)
+            && nanp_at(b, i)
+        {
+            add |= PHONE_BIT;
+        }
+        return add;
+    }
+    if c.is_ascii_hexdigit() && found & IP_BIT == 0 && ipv6_at(b, i, prev) {
+        add |= IP_BIT;
+    }
+    if c == b'e'
+        && found & JWT_BIT == 0
+        && b[i..].starts_with(b"eyJ")
+        && !matches!(prev, b'-' | b'.')
+    {
+        add |= JWT_BIT;
+    }
+    if c.is_ascii_uppercase() {
+        if found & IBAN_BIT == 0 && iban_at(b, i) {
+            add |= IBAN_BIT;
+        }
+        if found & AWS_ACCESS_BIT == 0 && aws_access_at(b, i) {
+            add |= AWS_ACCESS_BIT;
+        }
+    }
+    if found & API_TOKEN_BIT == 0 && token_prefix_at(&b[i..]) {
+        add |= API_TOKEN_BIT;
+    }
+    add
+}
+
+fn digits_at(b: &[u8], from: usize, len: usize) -> bool {
+    b.get(from..from + len)
+        .is_some_and(|s| s.iter().all(u8::is_ascii_digit))
+}
+
+/// `(?-u:\b)` after a word byte ending at `end`.
+fn word_end(b: &[u8], end: usize) -> bool {
+    b.get(end).is_none_or(|&x| !is_word(x))
+}
+
+/// The run of `[A-Za-z0-9/+]` at `start` is exactly 40 long (the whole regex match): the
+/// secret key check on it.
+fn aws_secret_at(ctx: &Ctx<'_>, start: usize) -> bool {
+    check_aws_secret(ctx, start..start + 40).is_some()
+}
+
+/// A digit chain (digit groups joined by single spaces or dashes, as the card regex takes
+/// them) starts at `start`: does some run of its groups, as the regex could bound it, make a
+/// card number? Sets `chain_end` to where the chain stops.
+fn card_chain(b: &[u8], start: usize, chain_end: &mut usize) -> bool {
+    let n = b.len();
+    let mut end = start;
+    let mut digits = 0;
+    loop {
+        while end < n && b[end].is_ascii_digit() {
+            end += 1;
+            digits += 1;
+        }
+        if end + 1 < n && matches!(b[end], b' ' | b'-') && b[end + 1].is_ascii_digit() {
+            end += 1;
+        } else {
+            break;
+        }
+    }
+    *chain_end = end;
+    if digits < 13 {
+        return false;
+    }
+    // A match starts at a group start with a boundary before it and ends at a group end with
+    // one after it; the check looks at runs of whole groups of that match.
+    let mut group = start;
+    while group < end {
+        let start_ok = group != start || start == 0 || !is_word(b[start - 1]);
+        if start_ok {
+            let mut e = group;
+            let mut d = 0;
+            loop {
+                while e < end && b[e].is_ascii_digit() {
+                    e += 1;
+                    d += 1;
+                }
+                if d > 19 {
+                    break;
+                }
+                if d >= 13 && (e < end || word_end(b, e)) && is_card_bytes(&b[group..e]) {
+                    return true;
+                }
+                if e >= end {
+                    break;
+                }
+                e += 1;
+            }
+        }
+        while group < end && b[group].is_ascii_digit() {
+            group += 1;
+        }
+        group += 1;
+    }
+    false
+}
+
+/// The SSN regex at `p` (a boundary before it, not after a dash), checked.
+fn ssn_at(ctx: &Ctx<'_>, p: usize) -> bool {
+    let b = ctx.text.as_bytes();
+    let dashed = digits_at(b, p, 3)
+        && b.get(p + 3) == Some(&b'-')
+        && digits_at(b, p + 4, 2)
+        && b.get(p + 6) == Some(&b'-')
+        && digits_at(b, p + 7, 4)
+        && word_end(b, p + 11);
+    let span = if dashed {
+        p..p + 11
+    } else if digits_at(b, p, 9) && word_end(b, p + 9) {
+        p..p + 9
+    } else {
+        return false;
+    };
+    check_ssn(ctx, span).is_some()
+}
+
+/// The IPv4 branch of the IP regex at `p` (a boundary before it), checked.
+fn ipv4_at(ctx: &Ctx<'_>, p: usize) -> bool {
+    let b = ctx.text.as_bytes();
+    let mut j = p;
+    for part in 0..4 {
+        let s = j;
+        while j < b.len() && j - s < 4 && b[j].is_ascii_digit() {
+            j += 1;
+        }
+        if j == s || j - s > 3 {
+            return false;
+        }
+        if part < 3 {
+            if b.get(j) != Some(&b'.') {
+                return false;
+            }
+            j += 1;
+        }
+    }
+    word_end(b, j) && check_ip(ctx, p..j).is_some()
+}
+
+/// The IPv6 branch of the IP regex can match at `p` (two `[0-9A-Fa-f]{0,4}:` groups) and the
+/// byte before does not make the check reject it.
+fn ipv6_at(b: &[u8], p: usize, prev: u8) -> bool {
+    if p > 0 && (prev.is_ascii_alphanumeric() || matches!(prev, b'_' | b':' | b'.')) {
+        return false;
+    }
+    let mut j = p;
+    for _ in 0..2 {
+        let s = j;
+        while j < b.len() && j - s < 5 && b[j].is_ascii_hexdigit() {
+            j += 1;
+        }
+        if j - s > 4 || b.get(j) != Some(&b':') {
+            return false;
+        }
+        j += 1;
+    }
+    true
+}
+
+/// A phone number may start after `prev` (0: none).
+fn phone_prev_ok(prev: u8) -> bool {
+    !(prev.is_ascii_alphanumeric() || matches!(prev, b'+' | b'-' | b'.' | b'_' | b'/'))
+}
+
+/// The North American branch of the phone regex matches at `p`.
+fn nanp_at(b: &[u8], p: usize) -> bool {
+    (b[p] == b'1' && matches!(b.get(p + 1), Some(b' ' | b'.' | b'-')) && nanp_body(b, p + 2))
+        || nanp_body(b, p)
+}
+
+fn nanp_body(b: &[u8], p: usize) -> bool {
+    let area = |q: usize| matches!(b.get(q), Some(b'2'..=b'9')) && digits_at(b, q + 1, 2);
+    let sep = |q: usize| matches!(b.get(q), Some(b'.' | b'-'));
+    let q = if b.get(p) == Some(&b'(') {
+        if !(area(p + 1) && b.get(p + 4) == Some(&b')')) {
+            return false;
+        }
+        if b.get(p + 5) == Some(&b' ') {
+            p + 6
+        } else {
+            p + 5
+        }
+    } else if area(p) && sep(p + 3) {
+        p + 4
+    } else {
+        return false;
+    };
+    // The optional space after `(…)` is taken greedily but may be given back.
+    let rest = |q: usize| area(q) && sep(q + 3) && digits_at(b, q + 4, 4);
+    rest(q) || (q == p + 6 && rest(p + 5))
+}
+
+/// `[A-Z]{2}[0-9]{2}` of a known country at `p`.
+fn iban_at(b: &[u8], p: usize) -> bool {
+    b.len() >= p + 15
+        && b[p + 1].is_ascii_uppercase()
+        && digits_at(b, p + 2, 2)
+        && IBAN_LENGTHS
+            .iter()
+            .any(|(cc, _)| cc.as_bytes() == &b[p..p + 2])
+}
+
+/// The AWS access key regex at `p` (a boundary before it).
+fn aws_access_at(b: &[u8], p: usize) -> bool {
+    (b[p..].starts_with(b"AKIA") || b[p..].starts_with(b"ASIA"))
+        && b.get(p + 4..p + 20).is_some_and(|s| {
+            s.iter()
+                .all(|x| x.is_ascii_uppercase() || x.is_ascii_digit())
+        })
+        && word_end(b, p + 20)
+}
+
+/// One of the API token prefixes at the start of `s`.
+fn token_prefix_at(s: &[u8]) -> bool {
+    match s.first() {
+        Some(b'g') => {
+            (s.len() > 3
+                && s[1] == b'h'
+                && matches!(s[2], b'p' | b'o' | b'u' | b's' | b'r')
+                && s[3] == b'_')
+                || s.starts_with(b"github_pat_")
+                || s.starts_with(b"glpat-")
+        }
+        Some(b'x') => {
+            s.len() > 4
+                && s.starts_with(b"xox")
+                && matches!(s[3], b'a' | b'b' | b'p' | b'r' | b'e')
+                && s[4] == b'-'
+        }
+        Some(b's') => s.starts_with(b"sk_live_") || s.starts_with(b"sk-ant-"),
+        Some(b'r') => s.starts_with(b"rk_live_"),
+        Some(b'A') => s.starts_with(b"AIza"),
+        Some(b'n') => s.starts_with(b"npm_"),
+        _ => false,
+    }
 }

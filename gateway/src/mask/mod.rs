@@ -170,6 +170,8 @@ pub enum MaskError {
 }
 
 struct CompiledDetector {
+    /// Bit in `detectors::gate`'s answer; 0 for a custom detector.
+    bit: u16,
     name: String,
     label: String,
     regex: Regex,
@@ -197,7 +199,10 @@ enum Normalize {
 
 /// The masking engine: built once from the settings, shared by every connection.
 pub struct Masker {
-    set: RegexSet,
+    /// The custom detectors' regexes (their indices follow the built-ins'), if any.
+    custom_set: Option<RegexSet>,
+    /// How many of `detectors` are built in.
+    builtins: usize,
     detectors: Vec<CompiledDetector>,
     fields: Vec<FieldRule>,
     key: hmac::Key,
@@ -251,6 +256,7 @@ impl Masker {
                 _ => Normalize::None,
             };
             compiled.push(CompiledDetector {
+                bit: detectors::bit(&d),
                 name: d.name().to_owned(),
                 label: label(d.name()),
                 regex: Regex::new(spec.pattern).expect("built-in patterns are valid"),
@@ -258,8 +264,8 @@ impl Masker {
                 style: style_for(&[d.name()]),
                 normalize,
             });
-            patterns.push(spec.pattern.to_owned());
         }
+        let builtins = compiled.len();
         for d in detectors {
             if let Detector::Custom(name) = d {
                 if !custom.iter().any(|(n, _)| n == name) {
@@ -282,6 +288,7 @@ impl Masker {
                 return Err(MaskError::MatchesEmpty(name.clone()));
             }
             compiled.push(CompiledDetector {
+                bit: 0,
                 name: name.clone(),
                 label: label(name),
                 regex,
@@ -291,10 +298,16 @@ impl Masker {
             });
             patterns.push(pattern.clone());
         }
-        let set = RegexSet::new(&patterns).map_err(|source| MaskError::InvalidPattern {
-            name: "(all detectors together)".into(),
-            source,
-        })?;
+        let custom_set = if patterns.is_empty() {
+            None
+        } else {
+            Some(
+                RegexSet::new(&patterns).map_err(|source| MaskError::InvalidPattern {
+                    name: "(all detectors together)".into(),
+                    source,
+                })?,
+            )
+        };
 
         let fields = fields
             .iter()
@@ -322,7 +335,8 @@ impl Masker {
         }
 
         Ok(Self {
-            set,
+            custom_set,
+            builtins,
             detectors: compiled,
             fields,
             key: hmac::Key::new(hmac::HMAC_SHA256, &host_key),
@@ -339,6 +353,7 @@ impl Masker {
             salt,
             pointer: String::new(),
             findings: Vec::new(),
+            number: String::new(),
         };
         match walk.value(value, None, 0) {
             Ok(()) => Ok(walk.findings),
@@ -372,15 +387,34 @@ impl Masker {
         if text.is_empty() || self.detectors.is_empty() {
             return None;
         }
-        let hits = self.set.matches(text);
-        if !hits.matched_any() {
+        // One pass over the text says which built-in detectors can confirm anything in it
+        // (for all others there is nothing to find), one `RegexSet` pass which custom ones can
+        // match; only those then locate and validate their candidates.
+        let gate = if self.builtins > 0 {
+            detectors::gate(text, key)
+        } else {
+            0
+        };
+        let custom = self
+            .custom_set
+            .as_ref()
+            .map(|set| set.matches(text))
+            .filter(|hits| hits.matched_any());
+        if gate == 0 && custom.is_none() {
             return None;
         }
         let ctx = Ctx { text, key };
-        // (span, detector index), from every detector the set says can match.
+        let builtin = self.detectors[..self.builtins]
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.bit & gate != 0);
+        let custom = custom
+            .iter()
+            .flat_map(|hits| hits.iter())
+            .map(|i| (self.builtins + i, &self.detectors[self.builtins + i]));
+        // (span, detector index), from every detector that can match.
         let mut candidates: Vec<(Range<usize>, usize)> = Vec::new();
-        for i in hits.iter() {
-            let d = &self.detectors[i];
+        for (i, d) in builtin.chain(custom) {
             for m in d.regex.find_iter(text) {
                 if let Some(span) = (d.check)(&ctx, m.range()) {
                     if !span.is_empty() {
@@ -483,6 +517,8 @@ struct Walk<'a> {
     salt: &'a [u8],
     pointer: String,
     findings: Vec<Finding>,
+    /// Scratch buffer for the decimal text of numbers.
+    number: String,
 }
 
 impl Walk<'_> {
@@ -551,11 +587,15 @@ impl Walk<'_> {
                 Ok(())
             }
             Value::Number(n) => {
-                let text = n.to_string();
-                if let Some(masked) =
+                // Formatted into a buffer kept for the whole walk: no allocation per number.
+                let mut text = std::mem::take(&mut self.number);
+                text.clear();
+                let _ = write!(text, "{n}");
+                let masked =
                     self.masker
-                        .scan(&text, key, &self.pointer, self.salt, &mut self.findings)
-                {
+                        .scan(&text, key, &self.pointer, self.salt, &mut self.findings);
+                self.number = text;
+                if let Some(masked) = masked {
                     *v = Value::String(masked);
                 }
                 Ok(())
@@ -641,6 +681,10 @@ impl Walk<'_> {
 
 fn push_token(pointer: &mut String, token: &str) {
     pointer.push('/');
+    if !token.contains(['~', '/']) {
+        pointer.push_str(token);
+        return;
+    }
     for c in token.chars() {
         match c {
             '~' => pointer.push_str("~0"),
