@@ -8,39 +8,49 @@ use std::{
     path::Path,
 };
 
-/// The file's bytes, creating it from `make()` first when it does not exist (mode 0600,
-/// synced before use). An existing file that others can read is tightened to 0600.
+/// The file's bytes, creating it from `make()` first when it does not exist (mode 0600).
+/// An existing file that others can read is tightened to 0600.
+///
+/// A new key is written whole under a temporary name and then linked into place: a crash
+/// never leaves a short key file, and of two racing starts the first link wins and both use
+/// its key.
 pub fn load_or_create(
     path: &Path,
     make: impl FnOnce() -> io::Result<Vec<u8>>,
 ) -> io::Result<Vec<u8>> {
-    match fs::OpenOptions::new()
+    match read_private(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        other => return other,
+    }
+    let bytes = make()?;
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    let written = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)
-    {
-        Ok(mut file) => {
-            let bytes = make()?;
-            let written = file.write_all(&bytes).and_then(|()| file.sync_all());
-            if let Err(e) = written {
-                // A half-written key must not be found next time.
-                let _ = fs::remove_file(path);
-                return Err(e);
-            }
+        .open(&tmp)
+        .and_then(|mut file| file.write_all(&bytes).and_then(|()| file.sync_all()));
+    let linked = written.and_then(|()| fs::hard_link(&tmp, path));
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
             tracing::info!(path = %path.display(), "created host key");
             Ok(bytes)
         }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            let mode = fs::metadata(path)?.permissions().mode();
-            if mode & 0o077 != 0 {
-                fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
-                tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777), "host key was readable by others; mode set to 0600");
-            }
-            fs::read(path)
-        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => read_private(path),
         Err(e) => Err(e),
     }
+}
+
+fn read_private(path: &Path) -> io::Result<Vec<u8>> {
+    let bytes = fs::read(path)?;
+    let mode = fs::metadata(path)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+        tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777), "host key was readable by others; mode set to 0600");
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

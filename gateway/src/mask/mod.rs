@@ -750,38 +750,14 @@ fn glob_match(pattern: &[u8], key: &[u8]) -> bool {
 /// Loads the 32-byte host key for `hash` pseudonyms from `state_dir/mask.key`, creating it
 /// (mode 0600, from the system's randomness) on first use.
 pub fn load_or_create_key(state_dir: &Path) -> std::io::Result<[u8; 32]> {
-    use std::io::{Error, ErrorKind};
     let path = state_dir.join(KEY_FILE);
-    match read_key(&path) {
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
-        other => return other,
-    }
     std::fs::create_dir_all(state_dir)?;
-    let mut key = [0u8; 32];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
-        .map_err(|_| Error::other("no system randomness for the masking key"))?;
-    // Written whole under a temporary name, then linked into place: a crash never leaves a
-    // short key file, and of two racing starts the first link wins and both use its key.
-    let tmp = state_dir.join(format!("{KEY_FILE}.{}.tmp", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    write_private(&tmp, &key)?;
-    let linked = std::fs::hard_link(&tmp, &path);
-    let _ = std::fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => Ok(key),
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => read_key(&path),
-        Err(e) => Err(e),
-    }
-}
-
-fn read_key(path: &Path) -> std::io::Result<[u8; 32]> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let bytes = std::fs::read(path)?;
-    let mode = std::fs::metadata(path)?.permissions().mode();
-    if mode & 0o077 != 0 {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        tracing::warn!(path = %path.display(), "masking key was readable by others; mode set to 0600");
-    }
+    let bytes = crate::keyfile::load_or_create(&path, || {
+        let mut key = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+            .map_err(|_| std::io::Error::other("no system randomness for the masking key"))?;
+        Ok(key.to_vec())
+    })?;
     let len = bytes.len();
     bytes.try_into().map_err(|_| {
         std::io::Error::new(
@@ -789,18 +765,6 @@ fn read_key(path: &Path) -> std::io::Result<[u8; 32]> {
             format!("{}: expected 32 bytes, found {len}", path.display()),
         )
     })
-}
-
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(data)?;
-    file.sync_all()
 }
 
 #[cfg(test)]
