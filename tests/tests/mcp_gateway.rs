@@ -811,6 +811,11 @@ fn sessions_are_recorded_in_order_verified_and_tamper_evident() {
         .expect("answer recorded");
     assert!(answer > call, "answer after call");
     assert_eq!(events[answer]["decision"], "forwarded");
+    assert!(
+        events[answer]["upstream_latency_us"].as_u64() > Some(0),
+        "latency recorded: {}",
+        events[answer]
+    );
     assert!(events[answer]["payload"]
         .to_string()
         .contains(ECHO_TEXT.split(':').next().unwrap()));

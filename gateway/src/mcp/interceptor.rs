@@ -45,6 +45,8 @@ pub struct Session {
 pub struct PendingRequest {
     pub method: String,
     pub tool: Option<String>,
+    /// When the request went upstream: the answer's arrival gives the upstream latency.
+    pub sent: std::time::Instant,
 }
 
 /// Requests remembered per connection at most; beyond, answers are not tied to their calls
@@ -75,6 +77,7 @@ impl Session {
                 PendingRequest {
                     method: method.to_owned(),
                     tool,
+                    sent: std::time::Instant::now(),
                 },
             );
         }

@@ -105,6 +105,10 @@ impl Recording {
         };
         // A response tells its method and tool through the request it answers.
         let pending = msg.id().and_then(|i| session.request_for(i));
+        let latency = match (direction, &pending) {
+            (Direction::ServerToClient, Some(p)) => Some(p.sent.elapsed().as_micros() as u64),
+            _ => None,
+        };
         let method = method.or_else(|| pending.as_ref().map(|p| p.method.clone()));
         let tool = msg
             .tool_call()
@@ -135,7 +139,7 @@ impl Recording {
                 payload,
                 decision: Some(decision),
                 rule: outcome.as_ref().err().map(|e| e.message.clone()),
-                upstream_latency_us: None,
+                upstream_latency_us: latency,
             },
         );
     }
