@@ -88,7 +88,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Task::Setup => setup::setup(),
         Task::Run { args } => {
-            setup::setup()?;
+            setup::build_prerequisites()?;
             cargo(&["build", "--release", "-p", "gateway"])?;
             let bin = target_dir().join("release/mcpgw");
             let status = Command::new(&bin)

@@ -21,14 +21,20 @@ const PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/python3", "python3"),
 ];
 
+/// Everything building and testing need.
 pub fn setup() -> Result<()> {
-    rust_src()?;
-    bpf_linker()?;
+    build_prerequisites()?;
     debian_packages()?;
     chromium()?;
-    bpffs()?;
     peers()?;
     Ok(())
+}
+
+/// What building and running the gateway needs (no test peers).
+pub fn build_prerequisites() -> Result<()> {
+    rust_src()?;
+    bpf_linker()?;
+    bpffs()
 }
 
 fn output(cmd: &mut Command) -> Option<String> {
