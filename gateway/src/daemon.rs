@@ -160,9 +160,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         admin_socket = %daemon.config.gateway.admin_socket.display(),
         "mcpgw ready"
     );
+    crate::notify::notify("READY=1");
+    tokio::spawn(crate::notify::watchdog());
 
     wait_for_shutdown().await;
     tracing::info!("shutting down");
+    crate::notify::notify("STOPPING=1");
     let _ = std::fs::remove_file(&daemon.config.gateway.admin_socket);
     if daemon.config.gateway.fail_mode == FailMode::Open {
         ebpf::unpin_all(&daemon.config.intercept.pin_dir);

@@ -12,6 +12,7 @@ pub mod intercept;
 pub mod keyfile;
 pub mod mask;
 pub mod mcp;
+pub mod notify;
 pub mod proxy;
 pub mod record;
 pub mod tls;
