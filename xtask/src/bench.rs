@@ -25,7 +25,11 @@ pub enum Which {
     /// connect()+first byte latency and connections/s: direct vs through the redirect.
     Redirect,
     /// MCP `tools/call` round trips at c=1 and c=64: direct vs mcpgw vs nginx (TLS everywhere).
-    Mcp,
+    Mcp {
+        /// Run mcpgw with `recording.store = "none"` (to see what recording costs).
+        #[arg(long)]
+        no_recording: bool,
+    },
     /// The masking stage alone: MB/s on a 1 MB tool result, time for a 2 KB one.
     Mask,
     /// The recording store: events/s to durable commit, added latency per message.
@@ -41,7 +45,7 @@ const RATE_CONCURRENCY: usize = 8;
 pub fn run(which: Which) -> Result<()> {
     match which {
         Which::Redirect => redirect(),
-        Which::Mcp => crate::bench_mcp::run(),
+        Which::Mcp { no_recording } => crate::bench_mcp::run(no_recording),
         Which::Mask => crate::bench_mask::run(),
         Which::Record => crate::bench_record::run(),
     }

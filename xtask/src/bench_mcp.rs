@@ -52,7 +52,7 @@ const ROUNDS: usize = 5;
 /// Product goals, checked and printed at the end.
 const GOAL_P99_ADDED_US: f64 = 300.0;
 
-pub fn run() -> Result<()> {
+pub fn run(no_recording: bool) -> Result<()> {
     if !mcpgw_tests::require_root() {
         bail!("the mcp benchmark needs root (network namespace, cgroup, eBPF)");
     }
@@ -103,7 +103,15 @@ pub fn run() -> Result<()> {
             .context("nginx")?,
     );
 
-    let gw = Gateway::start(&ns, Some(&cg), &gateway_config(&cg, &ca.ca_pem))?;
+    let mut config = gateway_config(&cg, &ca.ca_pem);
+    if no_recording {
+        config.push_str("\n[recording]\nstore = \"none\"\n");
+    }
+    let gw = Gateway::start(&ns, Some(&cg), &config)?;
+    println!(
+        "mcpgw recording: {}",
+        if no_recording { "off" } else { "on (default)" }
+    );
     let host_ca = tmp.path().join("mcpgw-ca.pem");
     std::fs::write(&host_ca, gw.cli_ok(&["ca", "export"]).stdout)?;
     // nginx had the gateway's start-up to come up; make sure it listens.
