@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     admin::{self, Handler, Request},
-    config::{Config, FailMode, InterceptMode, MatchAddr},
+    config::{Config, FailMode, HostPort, InterceptMode, MatchAddr},
     http::{Route, L7},
     intercept::{
         ebpf::{self, EbpfInterception},
@@ -62,7 +62,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
 
     let mut targets = TargetTable::new(&config.servers, state_dir)?;
-    resolve_targets(&mut targets).await;
+    for (host, answer) in lookup(targets.hosts()).await {
+        targets.set_resolved(host, answer);
+    }
 
     let (ebpf, orig_dst, sockets): (_, Arc<dyn OrigDstSource>, _) = match config.intercept.mode {
         InterceptMode::Ebpf => {
@@ -189,13 +191,16 @@ fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-async fn resolve_targets(targets: &mut TargetTable) {
-    for host in targets.hosts() {
+/// One DNS answer per host name (failures kept as errors: the table keeps the last answer).
+async fn lookup(hosts: Vec<HostPort>) -> Vec<(HostPort, std::io::Result<Vec<SocketAddr>>)> {
+    let mut answers = Vec::new();
+    for host in hosts {
         let answer = tokio::net::lookup_host((host.host.as_str(), host.port))
             .await
             .map(Iterator::collect);
-        targets.set_resolved(host, answer);
+        answers.push((host, answer));
     }
+    answers
 }
 
 /// Host names in `match` can move: resolve them again every `dns_refresh`.
@@ -249,13 +254,7 @@ impl Daemon {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .hosts();
-        let mut answers = Vec::new();
-        for host in hosts {
-            let answer = tokio::net::lookup_host((host.host.as_str(), host.port))
-                .await
-                .map(Iterator::collect);
-            answers.push((host, answer));
-        }
+        let answers = lookup(hosts).await;
         let keys = {
             let mut targets = self.targets.lock().unwrap_or_else(|e| e.into_inner());
             for (host, answer) in answers {

@@ -230,6 +230,20 @@ pub fn client(addr: &str, connections: usize, concurrency: usize) -> Result<()> 
     Ok(())
 }
 
+/// Runs a hidden measuring subcommand of this tool in a release build: timings of a debug
+/// build mean nothing.
+pub(crate) fn measure_in_release(subcommand: &str) -> Result<()> {
+    cargo(&[
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "xtask",
+        "--",
+        subcommand,
+    ])
+}
+
 pub(crate) fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()

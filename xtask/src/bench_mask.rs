@@ -9,19 +9,8 @@ use anyhow::Result;
 use gateway::mask::{MaskSettings, Masker};
 use serde_json::{json, Value};
 
-use crate::cargo;
-
 pub fn run() -> Result<()> {
-    // Timings in a debug build mean nothing: measure in a release build of this tool.
-    cargo(&[
-        "run",
-        "--quiet",
-        "--release",
-        "-p",
-        "xtask",
-        "--",
-        "bench-mask-measure",
-    ])
+    crate::bench::measure_in_release("bench-mask-measure")
 }
 
 /// A tool result of about `bytes` bytes, mixing sensitive values and look-alikes.

@@ -14,18 +14,8 @@ use gateway::{
 };
 use serde_json::json;
 
-use crate::cargo;
-
 pub fn run() -> Result<()> {
-    cargo(&[
-        "run",
-        "--quiet",
-        "--release",
-        "-p",
-        "xtask",
-        "--",
-        "bench-record-measure",
-    ])
+    crate::bench::measure_in_release("bench-record-measure")
 }
 
 fn session(id: u64) -> Session {

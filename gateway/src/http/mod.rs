@@ -637,7 +637,7 @@ impl Conn {
         };
         let mut modified = false;
         for msg in rpc.messages_mut() {
-            self.note_server_message(msg);
+            note_server_message(&self.session, msg);
             let verdict = self
                 .l7
                 .chain
@@ -662,18 +662,6 @@ impl Conn {
             bytes
         };
         Response::from_parts(parts, full(body))
-    }
-
-    /// Tracks what the server says about the session (initialize's negotiated version).
-    fn note_server_message(&self, msg: &McpMessage) {
-        if let Some(version) = msg
-            .raw
-            .get("result")
-            .and_then(|r| r.get("protocolVersion"))
-            .and_then(Value::as_str)
-        {
-            self.session.update_mcp(None, Some(version));
-        }
     }
 
     /// Forwards an event stream event by event, each through the chain, as they arrive.
@@ -741,6 +729,18 @@ impl Conn {
     }
 }
 
+/// Tracks what the server says about the session (initialize's negotiated version).
+fn note_server_message(session: &Session, msg: &McpMessage) {
+    let version = msg
+        .raw
+        .get("result")
+        .and_then(|r| r.get("protocolVersion"))
+        .and_then(Value::as_str);
+    if let Some(version) = version {
+        session.update_mcp(None, Some(version));
+    }
+}
+
 /// One server-sent event through the chain; `None` drops it.
 fn check_event(l7: &L7, session: &Session, event: crate::mcp::sse::SseEvent) -> Option<Bytes> {
     if let Err(error) = l7.chain.stream_event(session, &event) {
@@ -764,14 +764,7 @@ fn check_event(l7: &L7, session: &Session, event: crate::mcp::sse::SseEvent) -> 
     };
     let mut modified = false;
     for msg in rpc.messages_mut() {
-        if let Some(version) = msg
-            .raw
-            .get("result")
-            .and_then(|r| r.get("protocolVersion"))
-            .and_then(Value::as_str)
-        {
-            session.update_mcp(None, Some(version));
-        }
+        note_server_message(session, msg);
         let verdict = l7.chain.message(session, Direction::ServerToClient, msg);
         if let (Some(id), None) = (msg.id(), msg.method()) {
             session.answered(id);

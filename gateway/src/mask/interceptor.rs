@@ -167,25 +167,7 @@ impl Interceptor for MaskingInterceptor {
         "masking"
     }
 
-    fn on_request(&self, session: &Session, direction: Direction, msg: &mut McpMessage) -> Verdict {
-        self.mask(session, direction, msg)
-    }
-
-    fn on_response(
-        &self,
-        session: &Session,
-        direction: Direction,
-        msg: &mut McpMessage,
-    ) -> Verdict {
-        self.mask(session, direction, msg)
-    }
-
-    fn on_notification(
-        &self,
-        session: &Session,
-        direction: Direction,
-        msg: &mut McpMessage,
-    ) -> Verdict {
+    fn on_message(&self, session: &Session, direction: Direction, msg: &mut McpMessage) -> Verdict {
         self.mask(session, direction, msg)
     }
 }

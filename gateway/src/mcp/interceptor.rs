@@ -111,37 +111,43 @@ impl Session {
     }
 }
 
-/// Hooks per kind of message. Defaults let everything through unchanged.
+/// Hooks per kind of message. By default every kind goes to `on_message`, which lets the
+/// message through unchanged: a stage that treats all messages alike implements only that.
 pub trait Interceptor: Send + Sync {
     fn name(&self) -> &'static str;
 
-    /// A request: client→server, or server→client (sampling, elicitation, roots).
-    fn on_request(
+    /// Any message, unless the kind's own hook below is implemented.
+    fn on_message(
         &self,
         _session: &Session,
         _direction: Direction,
         _msg: &mut McpMessage,
     ) -> Verdict {
         Verdict::Continue
+    }
+
+    /// A request: client→server, or server→client (sampling, elicitation, roots).
+    fn on_request(&self, session: &Session, direction: Direction, msg: &mut McpMessage) -> Verdict {
+        self.on_message(session, direction, msg)
     }
 
     /// A response or error to a request.
     fn on_response(
         &self,
-        _session: &Session,
-        _direction: Direction,
-        _msg: &mut McpMessage,
+        session: &Session,
+        direction: Direction,
+        msg: &mut McpMessage,
     ) -> Verdict {
-        Verdict::Continue
+        self.on_message(session, direction, msg)
     }
 
     fn on_notification(
         &self,
-        _session: &Session,
-        _direction: Direction,
-        _msg: &mut McpMessage,
+        session: &Session,
+        direction: Direction,
+        msg: &mut McpMessage,
     ) -> Verdict {
-        Verdict::Continue
+        self.on_message(session, direction, msg)
     }
 
     /// Every server-sent event, before its data (if JSON-RPC) goes through the hooks above.
@@ -271,27 +277,7 @@ impl Interceptor for LoggingInterceptor {
         "logging"
     }
 
-    fn on_request(&self, session: &Session, direction: Direction, msg: &mut McpMessage) -> Verdict {
-        Self::log(session, direction, msg);
-        Verdict::Continue
-    }
-
-    fn on_response(
-        &self,
-        session: &Session,
-        direction: Direction,
-        msg: &mut McpMessage,
-    ) -> Verdict {
-        Self::log(session, direction, msg);
-        Verdict::Continue
-    }
-
-    fn on_notification(
-        &self,
-        session: &Session,
-        direction: Direction,
-        msg: &mut McpMessage,
-    ) -> Verdict {
+    fn on_message(&self, session: &Session, direction: Direction, msg: &mut McpMessage) -> Verdict {
         Self::log(session, direction, msg);
         Verdict::Continue
     }
