@@ -2,6 +2,7 @@
 
     mcp_client.py --url URL [--transport streamable-http|sse]
                   [--protocol-era session|stateless|auto] [--ca-file PEM]
+                  [--bearer TOKEN | --oauth-client-id ID --oauth-client-secret S [--oauth-issuer URL]]
 
 Runs one fixed scenario against tests/peers/mcp_server.py and prints ONE JSON line of
 normalized results (no ids, session ids or timings), so a direct run and a run through a
@@ -16,6 +17,15 @@ Protocol eras (SDK `Client(mode=...)`):
   auto       the SDK default: server/discover first, falls back to initialize when the
              server does not speak 2026-07-28.
 
+Auth (neither option: no Authorization header, as before):
+  --bearer TOKEN   sends "Authorization: Bearer TOKEN" on every HTTP request of either transport.
+  --oauth-client-* the SDK's ClientCredentialsOAuthProvider (mcp.client.auth.extensions.
+             client_credentials): on a 401 it reads resource_metadata from WWW-Authenticate,
+             fetches the RFC 9728 protected resource metadata, then the authorization server's
+             metadata, gets a token with client_credentials (client_secret_basic,
+             resource=<the resource it protects>) and retries. --oauth-issuer pins the
+             authorization server the credentials may be sent to.
+
 TLS: the SDK's httpx2 client trusts SSL_CERT_FILE / SSL_CERT_DIR when set (httpcore2
 default_ssl_context); --ca-file sets SSL_CERT_FILE for this process.
 """
@@ -23,6 +33,7 @@ default_ssl_context); --ca-file sets SSL_CERT_FILE for this process.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -46,13 +57,66 @@ def text_of(result: Any) -> str:
     return "".join(parts)
 
 
-async def scenario(url: str, transport: str, era: str) -> dict[str, Any]:
-    from mcp import Client
+class MemoryTokenStorage:
+    """TokenStorage for the OAuth provider: this process only."""
+
+    def __init__(self) -> None:
+        self.tokens: Any = None
+        self.client_info: Any = None
+
+    async def get_tokens(self) -> Any:
+        return self.tokens
+
+    async def set_tokens(self, tokens: Any) -> None:
+        self.tokens = tokens
+
+    async def get_client_info(self) -> Any:
+        return self.client_info
+
+    async def set_client_info(self, client_info: Any) -> None:
+        self.client_info = client_info
+
+
+def open_transport(url: str, transport: str, auth: dict[str, Any]) -> Any:
+    """The SDK transport for URL, sending a bearer token or running OAuth when `auth` asks."""
     from mcp.client.sse import sse_client
     from mcp.client.streamable_http import streamable_http_client
 
+    headers = {"Authorization": f"Bearer {auth['bearer']}"} if auth.get("bearer") else None
+    oauth = None
+    if auth.get("client_id"):
+        from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
+
+        oauth = ClientCredentialsOAuthProvider(
+            server_url=url,
+            storage=MemoryTokenStorage(),
+            client_id=auth["client_id"],
+            client_secret=auth["client_secret"],
+            issuer=auth.get("issuer"),
+        )
+    if transport == "sse":
+        return sse_client(url, headers=headers, auth=oauth)
+    if headers is None and oauth is None:
+        return streamable_http_client(url)
+    return _authed_streamable_http(url, headers, oauth)
+
+
+@contextlib.asynccontextmanager
+async def _authed_streamable_http(url: str, headers: dict[str, str] | None, oauth: Any) -> Any:
+    """streamable_http_client on the SDK's default httpx2 client plus headers / auth."""
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    async with create_mcp_http_client(headers=headers, auth=oauth) as http:
+        async with streamable_http_client(url, http_client=http) as streams:
+            yield streams
+
+
+async def scenario(url: str, transport: str, era: str, auth: dict[str, Any]) -> dict[str, Any]:
+    from mcp import Client
+
     mode = {"session": "legacy", "stateless": "2026-07-28", "auto": "auto"}[era]
-    target = sse_client(url) if transport == "sse" else streamable_http_client(url)
+    target = open_transport(url, transport, auth)
     out: dict[str, Any] = {"transport": transport, "era": era}
 
     async with Client(target, mode=mode, read_timeout_seconds=30) as client:
@@ -134,14 +198,14 @@ async def cancelled_call(client: Any) -> dict[str, Any]:
     return {"progress_before_cancel": got_progress, "completed": finished, "server_saw_cancel": seen}
 
 
-async def call_one(url: str, transport: str, era: str, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+async def call_one(
+    url: str, transport: str, era: str, auth: dict[str, Any], tool: str, arguments: dict[str, Any]
+) -> dict[str, Any]:
     """One tool call; the result exactly as the client received it."""
     from mcp import Client
-    from mcp.client.sse import sse_client
-    from mcp.client.streamable_http import streamable_http_client
 
     mode = {"session": "legacy", "stateless": "2026-07-28", "auto": "auto"}[era]
-    target = sse_client(url) if transport == "sse" else streamable_http_client(url)
+    target = open_transport(url, transport, auth)
     async with Client(target, mode=mode, read_timeout_seconds=30) as client:
         r = await client.call_tool(tool, arguments)
         return {
@@ -166,15 +230,31 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=60, help="whole-scenario bound, seconds")
     p.add_argument("--call", metavar="TOOL", help="instead of the scenario: call TOOL once, print its result")
     p.add_argument("--args", default="{}", help="with --call: the arguments as JSON")
+    p.add_argument("--bearer", metavar="TOKEN", help="send Authorization: Bearer TOKEN on every request")
+    p.add_argument("--oauth-client-id", help="OAuth client_credentials via the SDK (with --oauth-client-secret)")
+    p.add_argument("--oauth-client-secret")
+    p.add_argument("--oauth-issuer", help="with --oauth-client-id: the only authorization server to use")
     args = p.parse_args()
     if args.ca_file:
         os.environ["SSL_CERT_FILE"] = args.ca_file
+    if bool(args.oauth_client_id) != bool(args.oauth_client_secret):
+        p.error("--oauth-client-id and --oauth-client-secret go together")
+    if args.bearer and args.oauth_client_id:
+        p.error("--bearer and --oauth-client-id exclude each other")
+    auth = {
+        "bearer": args.bearer,
+        "client_id": args.oauth_client_id,
+        "client_secret": args.oauth_client_secret,
+        "issuer": args.oauth_issuer,
+    }
 
     async def bounded() -> dict[str, Any]:
         with anyio.fail_after(args.timeout):
             if args.call:
-                return await call_one(args.url, args.transport, args.protocol_era, args.call, json.loads(args.args))
-            return await scenario(args.url, args.transport, args.protocol_era)
+                return await call_one(
+                    args.url, args.transport, args.protocol_era, auth, args.call, json.loads(args.args)
+                )
+            return await scenario(args.url, args.transport, args.protocol_era, auth)
 
     try:
         out = anyio.run(bounded)
