@@ -15,6 +15,7 @@ use crate::{
     admin::{self, Handler, Request},
     config::{Config, FailMode, HostPort, InterceptMode, MatchAddr},
     http::{Route, L7},
+    identity::{Identity, Issuer},
     intercept::{
         ebpf::{self, EbpfInterception},
         explicit::ExplicitOrigDst,
@@ -24,6 +25,7 @@ use crate::{
     },
     mask::interceptor::MaskingInterceptor,
     mcp::{interceptor::Interceptor, Chain, LoggingInterceptor},
+    policy::{interceptor::PolicyInterceptor, Call},
     proxy::{Proxy, ProxyStats},
     record::{stage::Recording, Recorder, SessionFilter},
     tls::HostCa,
@@ -34,6 +36,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Daemon {
     config: Config,
+    /// The file the configuration came from (`None`: the embedded default); policy reloads
+    /// read it again.
+    config_path: Option<std::path::PathBuf>,
+    policy: Arc<PolicyInterceptor>,
     started: Instant,
     listeners: Vec<SocketAddr>,
     ebpf: Option<Arc<EbpfInterception>>,
@@ -44,7 +50,7 @@ pub struct Daemon {
     recorder: Option<Recorder>,
 }
 
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let state_dir = &config.gateway.state_dir;
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("creating state_dir {}", state_dir.display()))?;
@@ -94,7 +100,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let route = Route::new(server).with_context(|| format!("server `{}`", server.name))?;
         routes.insert(server.name.clone(), Arc::new(route));
     }
-    let mut stages: Vec<Arc<dyn Interceptor>> = vec![Arc::new(LoggingInterceptor)];
+    let mut issuers = Vec::new();
+    for oidc in &config.identity.oidc {
+        let issuer = Issuer::new(oidc.clone(), sockets.clone())
+            .with_context(|| format!("identity.oidc `{}`", oidc.issuer))?;
+        issuers.push(Arc::new(issuer));
+    }
+    let identity = Arc::new(Identity::new(issuers, config.identity.processes.clone()));
+    identity.warm_up();
+    if config.policy.rules.is_empty() {
+        tracing::warn!("no [[policy.rules]]: every call is denied (protocol messages pass)");
+    }
+    let policy = Arc::new(PolicyInterceptor::new(config.policy.clone()));
+    // Policy before masking: a refused call never reaches the server, and tool lists are
+    // filtered before anything else sees them.
+    let mut stages: Vec<Arc<dyn Interceptor>> = vec![Arc::new(LoggingInterceptor), policy.clone()];
     let masking = match &config.masking {
         Some(masking) => {
             let key = crate::mask::load_or_create_key(state_dir)
@@ -124,6 +144,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         orig_dst,
         l7: Arc::new(L7::new(
             ca.clone(),
+            identity,
             chain,
             sockets.clone(),
             config.gateway.max_body,
@@ -141,6 +162,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         admin::bind(&config.gateway.admin_socket, &config.gateway.admin_group).await?;
     let daemon = Arc::new(Daemon {
         started: Instant::now(),
+        config_path,
+        policy,
         listeners: listen_addrs,
         ebpf,
         targets,
@@ -156,6 +179,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         daemon.clone(),
     ));
     tokio::spawn(refresh_targets(daemon.clone()));
+    tokio::spawn(reload_on_sighup(daemon.clone()));
     tracing::info!(
         mode = ?daemon.config.intercept.mode,
         listeners = ?daemon.listeners,
@@ -231,6 +255,24 @@ async fn prune_recordings(recorder: Recorder, retention: Duration) {
     }
 }
 
+/// SIGHUP (systemd's `ExecReload`) reloads the policy.
+async fn reload_on_sighup(daemon: Arc<Daemon>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        crate::notify::notify("RELOADING=1");
+        match daemon.reload_policy() {
+            Ok(summary) => tracing::info!(%summary, "policy reloaded"),
+            Err(error) => {
+                tracing::error!(%error, "policy reload refused; the running policy stays")
+            }
+        }
+        crate::notify::notify("READY=1");
+    }
+}
+
 async fn wait_for_shutdown() {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
@@ -248,6 +290,61 @@ async fn wait_for_shutdown() {
 }
 
 impl Daemon {
+    /// Reads the configuration file again and puts its rules and guardrails in force; an
+    /// invalid file changes nothing.
+    fn reload_policy(&self) -> Result<String, String> {
+        let path = self.config_path.as_deref().ok_or(
+            "the gateway runs with the embedded default configuration: there is no file to reload",
+        )?;
+        let config = crate::config::load(Some(path)).map_err(|e| e.to_string())?;
+        let summary = format!(
+            "{} rules, {} guardrails from {}",
+            config.policy.rules.len(),
+            config.policy.guardrails.len(),
+            path.display()
+        );
+        self.policy.replace(config.policy);
+        Ok(summary)
+    }
+
+    /// Which rule decides a hypothetical call, and why.
+    fn explain(&self, query: admin::ExplainQuery) -> Result<serde_json::Value, String> {
+        let arguments = match query.arguments.as_deref() {
+            None => None,
+            Some(text) => Some(
+                serde_json::from_str::<serde_json::Value>(text)
+                    .map_err(|e| format!("--args is not JSON: {e}"))?,
+            ),
+        };
+        let mut subject = crate::identity::Subject::named(&query.subject, query.groups);
+        subject.email = query.email;
+        if query.uid.is_some() || query.exe.is_some() || query.unit.is_some() {
+            subject.process = Some(crate::intercept::ProcessInfo {
+                pid: 0,
+                uid: query.uid.unwrap_or(u32::MAX),
+                gid: u32::MAX,
+                cgroup_id: 0,
+                exe: query.exe.map(Into::into),
+                cgroup: query.unit.map(|u| format!("/system.slice/{u}")),
+            });
+        }
+        let method = query.method.unwrap_or_else(|| "tools/call".into());
+        let call = Call {
+            server: &query.server,
+            method: &method,
+            tool: query.tool.as_deref(),
+            resource: None,
+            prompt: None,
+            arguments: arguments.as_ref(),
+            subject: &subject,
+        };
+        let policy = self.policy.policy();
+        Ok(json!({
+            "decision": policy.decide(&call),
+            "listed": query.tool.is_some().then(|| policy.may_list_tool(&call)),
+        }))
+    }
+
     async fn refresh(&self) -> anyhow::Result<()> {
         let hosts = self
             .targets
@@ -373,6 +470,8 @@ impl Handler for Daemon {
             | Request::SessionsVerify { .. }
             | Request::SessionsExport { .. } => self.sessions(request).await,
             Request::InterceptList => Ok(self.targets_view()),
+            Request::PolicyReload => self.reload_policy().map(|s| json!({"reloaded": s})),
+            Request::PolicyExplain { query } => self.explain(query),
             Request::InterceptAdd { entry } | Request::InterceptRemove { entry }
                 if self.ebpf.is_none() =>
             {

@@ -3,6 +3,7 @@
 
 use gateway::{admin, config, daemon};
 
+mod policy_cmd;
 mod sessions;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -51,6 +52,11 @@ enum Command {
     Sessions {
         #[command(subcommand)]
         command: SessionsCommand,
+    },
+    /// Check, reload and explain the policy rules.
+    Policy {
+        #[command(subcommand)]
+        command: policy_cmd::PolicyCommand,
     },
     /// The host CA that signs the certificates clients see.
     Ca {
@@ -129,17 +135,19 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => {
             init_logging();
+            let config_path = config.clone();
             let config = match config::load(config.as_deref()) {
                 Ok(config) => config,
                 Err(e) => return fail(e.to_string()),
             };
-            match runtime.block_on(daemon::serve(config)) {
+            match runtime.block_on(daemon::serve(config, config_path)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(format!("{e:#}")),
             }
         }
         Command::Status => admin_command(&runtime, &cli.socket, cli.output, admin::Request::Status),
         Command::Sessions { command } => sessions::run(&runtime, &cli.socket, cli.output, command),
+        Command::Policy { command } => policy_cmd::run(&runtime, &cli.socket, cli.output, command),
         Command::Ca {
             command: CaCommand::Export,
         } => match runtime.block_on(admin::call(&cli.socket, &admin::Request::CaExport)) {

@@ -589,9 +589,19 @@ match    = [{list}]
     gateway_config(cg, fail_mode, &servers)
 }
 
+/// Lets every call through: tests of other stages must not depend on policy. Tests of
+/// policy write their own rules.
+pub const ALLOW_ALL: &str = "[[policy.rules]]\nid = \"allow-all\"\naction = \"allow\"\n";
+
 /// An eBPF-mode gateway for `cg` (state and admin socket in the gateway's temp dir, pins
-/// under a per-cgroup bpffs directory) followed by `rest` (servers and other sections).
+/// under a per-cgroup bpffs directory) followed by `rest` (servers and other sections), and
+/// an allow-all policy rule unless `rest` has rules.
 pub fn gateway_config(cg: &Cgroup, fail_mode: &str, rest: &str) -> String {
+    let policy = if rest.contains("[[policy.rules]]") {
+        ""
+    } else {
+        ALLOW_ALL
+    };
     format!(
         r#"[gateway]
 state_dir    = "@DIR@/state"
@@ -605,7 +615,8 @@ cgroup      = "{cgroup}"
 bypass_mark = 0x4d43
 pin_dir     = "/sys/fs/bpf/{name}"
 
-{rest}"#,
+{rest}
+{policy}"#,
         cgroup = cg.path_in_hierarchy(),
         name = cg.name(),
     )

@@ -76,12 +76,18 @@ pub fn node_peers_dir() -> Result<&'static Path> {
     DIR.get_or_init(|| {
         let dir = peers_install_dir().join("node");
         require(dir.join("node_modules")).map_err(|e| e.to_string())?;
-        install_script(
-            &dir,
-            "mcp_client.mjs",
-            include_str!("../peers/mcp_client.mjs"),
-        )
-        .map_err(|e| format!("{e:#}"))?;
+        // ESM resolves packages from the script's own directory: beside node_modules.
+        for (name, text) in [
+            ("mcp_client.mjs", include_str!("../peers/mcp_client.mjs")),
+            (
+                "oidc_provider.mjs",
+                include_str!("../peers/oidc_provider.mjs"),
+            ),
+            ("oidc_token.mjs", include_str!("../peers/oidc_token.mjs")),
+            ("bad_tokens.mjs", include_str!("../peers/bad_tokens.mjs")),
+        ] {
+            install_script(&dir, name, text).map_err(|e| format!("{e:#}"))?;
+        }
         Ok(dir)
     })
     .as_deref()

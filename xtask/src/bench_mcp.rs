@@ -415,6 +415,11 @@ pin_dir = "/sys/fs/bpf/{name}"
 name    = "bench"
 match   = ["{UPSTREAM}"]
 ca_file = "{ca}"
+
+[[policy.rules]]
+id      = "bench"
+servers = ["bench"]
+action  = "allow"
 "#,
         cgroup = cg.path_in_hierarchy(),
         name = cg.name(),

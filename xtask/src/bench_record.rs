@@ -48,12 +48,14 @@ pub fn measure() -> Result<()> {
     // Sustained: 200,000 events over 100 sessions, timed to the last durable commit.
     const EVENTS: usize = 200_000;
     let sessions: Vec<Session> = (0..100).map(session).collect();
+    let subject = gateway::identity::Subject::named("bench", vec![]);
     let mut per_message = Vec::with_capacity(EVENTS);
     let started = Instant::now();
     for i in 0..EVENTS {
         let s = &sessions[i % sessions.len()];
         let t = Instant::now();
-        recording.message(s, Direction::ServerToClient, &msg, &Ok(false));
+        let exchange = gateway::mcp::interceptor::Exchange::new(s, &subject);
+        recording.message(&exchange, Direction::ServerToClient, &msg, &Ok(false));
         per_message.push(t.elapsed());
     }
     recorder.flush()?;

@@ -47,6 +47,27 @@ pub enum Request {
         id: String,
         format: String,
     },
+    PolicyReload,
+    PolicyExplain {
+        query: ExplainQuery,
+    },
+}
+
+/// A hypothetical call for `mcpgw policy explain`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ExplainQuery {
+    pub subject: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    pub email: Option<String>,
+    pub uid: Option<u32>,
+    pub exe: Option<String>,
+    pub unit: Option<String>,
+    pub server: String,
+    pub method: Option<String>,
+    pub tool: Option<String>,
+    /// JSON text.
+    pub arguments: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

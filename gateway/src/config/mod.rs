@@ -26,6 +26,11 @@ pub enum ConfigError {
     Toml(#[from] toml::de::Error),
     #[error("invalid configuration:\n  {}", .0.join("\n  "))]
     Invalid(Vec<String>),
+    #[error("{path}: {source}")]
+    File {
+        path: PathBuf,
+        source: Box<ConfigError>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -37,6 +42,15 @@ pub struct Config {
     pub masking: Option<MaskingConfig>,
     /// `None`: `recording.store = "none"`.
     pub recording: Option<RecordingConfig>,
+    pub identity: IdentityConfig,
+    /// `[[policy.rules]]` and `[[guardrails]]`, compiled.
+    pub policy: crate::policy::Policy,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct IdentityConfig {
+    pub oidc: Vec<crate::identity::OidcConfig>,
+    pub processes: Vec<crate::identity::ProcessIdentity>,
 }
 
 #[derive(Debug, Clone)]
@@ -132,6 +146,8 @@ pub struct ServerConfig {
     /// Accept any upstream certificate. Only for tests and migrations; logged loudly.
     pub tls_skip_verify: bool,
     pub non_http: NonHttp,
+    /// Pass the caller's bearer token upstream (by default the gateway consumes it).
+    pub forward_token: bool,
 }
 
 /// What a client dials that the gateway intercepts.
@@ -240,6 +256,53 @@ struct RawConfig {
     masking: Option<RawMasking>,
     #[serde(default)]
     recording: RawRecording,
+    #[serde(default)]
+    identity: RawIdentity,
+    #[serde(default)]
+    policy: RawPolicy,
+    #[serde(default)]
+    guardrails: Vec<toml::Spanned<crate::policy::guardrails::RawGuardrail>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    #[serde(default)]
+    oidc: Vec<RawOidc>,
+    #[serde(default)]
+    processes: Vec<RawProcessIdentity>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOidc {
+    issuer: String,
+    audiences: Vec<String>,
+    groups_claim: Option<String>,
+    algorithms: Option<Vec<String>>,
+    required_claims: Option<Vec<String>>,
+    leeway: Option<String>,
+    jwks_cache: Option<String>,
+    ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProcessIdentity {
+    name: String,
+    uid: Option<u32>,
+    exe: Option<String>,
+    unit: Option<String>,
+    cgroup: Option<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    rules: Vec<toml::Spanned<crate::policy::RawRule>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -309,6 +372,8 @@ struct RawServer {
     tls_skip_verify: bool,
     #[serde(default)]
     non_http: NonHttp,
+    #[serde(default)]
+    forward_token: bool,
 }
 
 /// Parses and validates a configuration; every problem is reported at once.
@@ -321,7 +386,16 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
         servers,
         masking,
         recording,
+        identity,
+        policy,
+        guardrails,
     } = raw;
+    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+    let policy = crate::policy::compile(policy.rules, guardrails, &line_of).unwrap_or_else(|e| {
+        errors.extend(e);
+        Default::default()
+    });
+    let identity = parse_identity(identity, &mut errors);
     let recording = match recording.store.as_deref().unwrap_or("sqlite") {
         "none" => None,
         "sqlite" => {
@@ -466,6 +540,7 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
                 ca_file: s.ca_file,
                 tls_skip_verify: s.tls_skip_verify,
                 non_http: s.non_http,
+                forward_token: s.forward_token,
             }
         })
         .collect::<Vec<ServerConfig>>();
@@ -511,10 +586,115 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
             servers,
             masking,
             recording,
+            identity,
+            policy,
         })
     } else {
         Err(ConfigError::Invalid(errors))
     }
+}
+
+fn duration(
+    key: &str,
+    value: Option<&str>,
+    default: Duration,
+    errors: &mut Vec<String>,
+) -> Duration {
+    match value.map(humantime::parse_duration) {
+        None => default,
+        Some(Ok(d)) => d,
+        Some(Err(e)) => {
+            errors.push(format!("{key}: {e}"));
+            default
+        }
+    }
+}
+
+fn parse_identity(raw: RawIdentity, errors: &mut Vec<String>) -> IdentityConfig {
+    use crate::identity::{oidc, OidcConfig, ProcessIdentity};
+    let mut issuers = std::collections::HashSet::new();
+    let oidc = raw
+        .oidc
+        .into_iter()
+        .map(|o| {
+            let at = format!("identity.oidc `{}`", o.issuer);
+            match url::Url::parse(&o.issuer) {
+                Ok(u)
+                    if u.scheme() == "https"
+                        || u.host_str().is_some_and(|h| {
+                            h == "localhost" || h.parse::<IpAddr>().is_ok_and(|a| a.is_loopback())
+                        }) => {}
+                Ok(_) => errors.push(format!("{at}: the issuer must be an https URL")),
+                Err(e) => errors.push(format!("{at}: {e}")),
+            }
+            if !issuers.insert(o.issuer.clone()) {
+                errors.push(format!("{at}: listed twice"));
+            }
+            if o.audiences.is_empty() {
+                errors.push(format!("{at}: audiences must name at least one audience"));
+            }
+            let algorithms = match &o.algorithms {
+                None => oidc::DEFAULT_ALGORITHMS.to_vec(),
+                Some(names) => names
+                    .iter()
+                    .filter_map(|n| {
+                        oidc::parse_algorithm(n)
+                            .map_err(|e| errors.push(format!("{at}.algorithms: {e}")))
+                            .ok()
+                    })
+                    .collect(),
+            };
+            if let Some(ca) = &o.ca_file {
+                if !ca.is_file() {
+                    errors.push(format!(
+                        "{at}.ca_file: {} is not a readable file",
+                        ca.display()
+                    ));
+                }
+            }
+            OidcConfig {
+                audiences: o.audiences,
+                groups_claim: o.groups_claim.unwrap_or_else(|| "groups".into()),
+                algorithms,
+                required_claims: o.required_claims.unwrap_or_else(|| vec!["sub".into()]),
+                leeway: duration(
+                    &format!("{at}.leeway"),
+                    o.leeway.as_deref(),
+                    Duration::from_secs(30),
+                    errors,
+                ),
+                jwks_cache: duration(
+                    &format!("{at}.jwks_cache"),
+                    o.jwks_cache.as_deref(),
+                    Duration::from_secs(600),
+                    errors,
+                ),
+                ca_file: o.ca_file,
+                issuer: o.issuer,
+            }
+        })
+        .collect();
+    let processes = raw
+        .processes
+        .into_iter()
+        .map(|p| {
+            if p.uid.is_none() && p.exe.is_none() && p.unit.is_none() && p.cgroup.is_none() {
+                errors.push(format!(
+                    "identity.processes `{}`: needs at least one of uid, exe, unit, cgroup",
+                    p.name
+                ));
+            }
+            ProcessIdentity {
+                name: p.name,
+                uid: p.uid,
+                exe: p.exe,
+                unit: p.unit,
+                cgroup: p.cgroup,
+                groups: p.groups,
+            }
+        })
+        .collect();
+    IdentityConfig { oidc, processes }
 }
 
 /// `[masking]` into engine settings, checked by building a masker (patterns compile, names
@@ -568,7 +748,10 @@ pub fn load(path: Option<&std::path::Path>) -> Result<Config, ConfigError> {
                 path: path.to_owned(),
                 source,
             })?;
-            parse_config(&text)
+            parse_config(&text).map_err(|source| ConfigError::File {
+                path: path.to_owned(),
+                source: Box::new(source),
+            })
         }
     }
 }

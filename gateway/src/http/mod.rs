@@ -31,9 +31,10 @@ use tokio::{
 use self::upstream::{Body, BoxError, Upstream, UpstreamTarget};
 use crate::{
     config::{NonHttp, ServerConfig, TlsMode},
+    identity::{AuthError, Identity, Subject},
     intercept::{socket_factory::SocketFactory, Destination, OrigDst},
     mcp::{
-        interceptor::Session,
+        interceptor::{Exchange, Session},
         jsonrpc::{self, code},
         sse::SseParser,
         Chain, Direction, McpMessage, RpcError,
@@ -51,6 +52,7 @@ pub struct Route {
     pub upstream: Option<crate::config::HostPort>,
     pub upstream_tls: Arc<rustls::ClientConfig>,
     pub non_http: NonHttp,
+    pub forward_token: bool,
 }
 
 impl Route {
@@ -67,12 +69,14 @@ impl Route {
                 server.tls_skip_verify,
             )?,
             non_http: server.non_http,
+            forward_token: server.forward_token,
         })
     }
 }
 
 pub struct L7 {
     pub ca: Arc<HostCa>,
+    pub identity: Arc<Identity>,
     pub chain: Chain,
     pub sockets: SocketFactory,
     pub max_body: usize,
@@ -87,9 +91,16 @@ enum FirstBytes {
 }
 
 impl L7 {
-    pub fn new(ca: Arc<HostCa>, chain: Chain, sockets: SocketFactory, max_body: usize) -> Self {
+    pub fn new(
+        ca: Arc<HostCa>,
+        identity: Arc<Identity>,
+        chain: Chain,
+        sockets: SocketFactory,
+        max_body: usize,
+    ) -> Self {
         Self {
             ca,
+            identity,
             chain,
             sockets,
             max_body,
@@ -150,14 +161,16 @@ impl L7 {
                     dest: self.upstream_dest(orig, &route),
                     tls: Some((route.upstream_tls.clone(), upstream_name)),
                 };
-                self.serve_http(tls, session(sni), target, "https").await
+                self.serve_http(tls, session(sni), target, "https", &route)
+                    .await
             }
             (FirstBytes::Http, TlsMode::Plaintext) => {
                 let target = UpstreamTarget {
                     dest: self.upstream_dest(orig, &route),
                     tls: None,
                 };
-                self.serve_http(stream, session(None), target, "http").await
+                self.serve_http(stream, session(None), target, "http", &route)
+                    .await
             }
             (first, _) => {
                 let what = match first {
@@ -206,6 +219,7 @@ impl L7 {
         session: Arc<Session>,
         target: UpstreamTarget,
         scheme: &'static str,
+        route: &Route,
     ) -> Result<(), ServeError>
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -215,6 +229,7 @@ impl L7 {
             session: session.clone(),
             upstream: Upstream::new(target, self.sockets.clone()),
             scheme,
+            forward_token: route.forward_token,
         });
         let service = hyper::service::service_fn(move |req| {
             let conn = conn.clone();
@@ -299,6 +314,8 @@ struct Conn {
     session: Arc<Session>,
     upstream: Upstream,
     scheme: &'static str,
+    /// The route passes the caller's bearer token upstream.
+    forward_token: bool,
 }
 
 const HOP_BY_HOP: [&str; 8] = [
@@ -364,18 +381,112 @@ fn rpc_error_response(status: StatusCode, id: &Value, error: &RpcError) -> Respo
 
 impl Conn {
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        if let Some(response) = self.resource_metadata(&parts) {
+            return response;
+        }
+        let identity = &self.l7.identity;
+        let subject = match identity
+            .authenticate(&parts.headers, self.session.process.as_ref())
+            .await
+        {
+            Ok(subject) => Arc::new(subject),
+            Err(error) => {
+                // Drain what the client sends before answering (see handle_post).
+                let _ = Limited::new(body, self.l7.max_body).collect().await;
+                return self.unauthenticated(&parts, &error);
+            }
+        };
+        // A token issued for the gateway is the gateway's: it goes no further unless the
+        // server is configured to receive it.
+        if identity.tokens_required() && !self.forward_token {
+            parts.headers.remove(header::AUTHORIZATION);
+        }
         if parts.method == Method::POST {
-            self.handle_post(parts, body).await
+            self.handle_post(parts, body, subject).await
         } else {
             // GET (event streams), DELETE (session end) and the rest: bodies pass as they are,
             // responses are checked like any other.
             let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
-            self.forward(parts, body, &Value::Null).await
+            self.forward(parts, body, &Value::Null, subject).await
         }
     }
 
-    async fn handle_post(&self, parts: http::request::Parts, body: Incoming) -> Response<Body> {
+    /// `https://host[:port]` as the client addressed this server.
+    fn origin(&self, parts: &http::request::Parts) -> String {
+        let authority = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                let host = parts.headers.get(header::HOST)?.to_str().ok()?;
+                Some(host.to_owned())
+            })
+            .unwrap_or_else(|| self.session.orig_dst.clone());
+        format!("{}://{authority}", self.scheme)
+    }
+
+    /// OAuth Protected Resource Metadata (RFC 9728) for the intercepted server, so MCP
+    /// clients can find which issuer to get a token from.
+    fn resource_metadata(&self, parts: &http::request::Parts) -> Option<Response<Body>> {
+        const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
+        let suffix = parts.uri.path().strip_prefix(WELL_KNOWN)?;
+        if !(suffix.is_empty() || suffix.starts_with('/')) || parts.method != Method::GET {
+            return None;
+        }
+        if !self.l7.identity.tokens_required() {
+            return None; // the server's own, if it has one
+        }
+        let resource = format!("{}{}", self.origin(parts), suffix);
+        let metadata = serde_json::json!({
+            "resource": resource,
+            "authorization_servers": self.l7.identity.issuer_urls(),
+            "bearer_methods_supported": ["header"],
+            "resource_name": format!("{} (through mcpgw)", self.session.server),
+        });
+        let mut response = Response::new(full(serde_json::to_vec(&metadata).unwrap_or_default()));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        Some(response)
+    }
+
+    /// 401 with the `WWW-Authenticate` challenge MCP clients follow to the metadata above
+    /// (503 when tokens cannot be checked at all).
+    fn unauthenticated(&self, parts: &http::request::Parts, error: &AuthError) -> Response<Body> {
+        tracing::info!(session = self.session.id, server = %self.session.server, %error, "request not authenticated");
+        let rpc = RpcError::new(code::UNAUTHENTICATED, error.to_string());
+        if let AuthError::Unavailable(_) = error {
+            return rpc_error_response(StatusCode::SERVICE_UNAVAILABLE, &Value::Null, &rpc);
+        }
+        let mut response = rpc_error_response(StatusCode::UNAUTHORIZED, &Value::Null, &rpc);
+        let metadata = format!(
+            "{}/.well-known/oauth-protected-resource{}",
+            self.origin(parts),
+            parts.uri.path().trim_end_matches('/')
+        );
+        let mut challenge = format!("Bearer resource_metadata=\"{}\"", quoted(&metadata));
+        if let AuthError::Invalid(why) = error {
+            challenge.push_str(&format!(
+                ", error=\"invalid_token\", error_description=\"{}\"",
+                quoted(why)
+            ));
+        }
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+
+    async fn handle_post(
+        &self,
+        parts: http::request::Parts,
+        body: Incoming,
+        subject: Arc<Subject>,
+    ) -> Response<Body> {
         let max = self.l7.max_body;
         if !is_json(&parts.headers) {
             // Read (and drop) what the client sends, up to the limit, before answering: an
@@ -451,10 +562,11 @@ impl Conn {
         let mut modified = false;
         let mut refused = Vec::new();
         for msg in rpc.messages_mut() {
+            let exchange = Exchange::new(&self.session, &subject);
             match self
                 .l7
                 .chain
-                .message(&self.session, Direction::ClientToServer, msg)
+                .message(&exchange, Direction::ClientToServer, msg)
             {
                 Ok(m) => modified |= m,
                 Err(error) => refused.push((msg.id().cloned(), error)),
@@ -479,7 +591,7 @@ impl Conn {
         // (an interceptor may have changed it).
         let mut parts = parts;
         parts.headers.remove(header::CONTENT_LENGTH);
-        self.forward(parts, full(body), &first_id).await
+        self.forward(parts, full(body), &first_id, subject).await
     }
 
     /// Answers a POST whose messages were (partly) refused, without forwarding any of them.
@@ -528,7 +640,13 @@ impl Conn {
         }
     }
 
-    async fn forward(&self, parts: http::request::Parts, body: Body, id: &Value) -> Response<Body> {
+    async fn forward(
+        &self,
+        parts: http::request::Parts,
+        body: Body,
+        id: &Value,
+        subject: Arc<Subject>,
+    ) -> Response<Body> {
         let authority = parts
             .uri
             .authority()
@@ -583,10 +701,15 @@ impl Conn {
                 return rpc_error_response(StatusCode::BAD_GATEWAY, id, &error);
             }
         };
-        self.process_response(response, id).await
+        self.process_response(response, id, subject).await
     }
 
-    async fn process_response(&self, response: Response<Incoming>, id: &Value) -> Response<Body> {
+    async fn process_response(
+        &self,
+        response: Response<Incoming>,
+        id: &Value,
+        subject: Arc<Subject>,
+    ) -> Response<Body> {
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         self.session.update_mcp(
@@ -599,7 +722,7 @@ impl Conn {
         let ct = content_type(&parts.headers);
         if ct.as_deref() == Some("text/event-stream") {
             parts.headers.remove(header::CONTENT_LENGTH);
-            return Response::from_parts(parts, self.event_stream(body));
+            return Response::from_parts(parts, self.event_stream(body, subject));
         }
         if !is_json(&parts.headers) {
             // 202 Accepted, empty DELETE answers, HTTP errors in text: nothing JSON-RPC to check.
@@ -638,10 +761,11 @@ impl Conn {
         let mut modified = false;
         for msg in rpc.messages_mut() {
             note_server_message(&self.session, msg);
+            let exchange = Exchange::new(&self.session, &subject);
             let verdict = self
                 .l7
                 .chain
-                .message(&self.session, Direction::ServerToClient, msg);
+                .message(&exchange, Direction::ServerToClient, msg);
             if let (Some(id), None) = (msg.id(), msg.method()) {
                 self.session.answered(id);
             }
@@ -665,63 +789,66 @@ impl Conn {
     }
 
     /// Forwards an event stream event by event, each through the chain, as they arrive.
-    fn event_stream(&self, body: Incoming) -> Body {
+    fn event_stream(&self, body: Incoming, subject: Arc<Subject>) -> Body {
         let l7 = self.l7.clone();
         let session = self.session.clone();
         let parser = SseParser::new(l7.max_body);
         let stream = futures_util::stream::unfold(
             (body, parser, l7, session, false),
-            |(mut body, mut parser, l7, session, done)| async move {
-                if done {
-                    return None;
-                }
-                loop {
-                    let frame = match body.frame().await {
-                        None => {
-                            if !parser.remainder().is_empty() {
-                                // An event cut off by the end of the stream was never complete.
-                                tracing::warn!(
-                                    session = session.id,
-                                    bytes = parser.remainder().len(),
-                                    "unterminated event at end of stream dropped"
-                                );
+            move |(mut body, mut parser, l7, session, done)| {
+                let subject = subject.clone();
+                async move {
+                    if done {
+                        return None;
+                    }
+                    loop {
+                        let frame = match body.frame().await {
+                            None => {
+                                if !parser.remainder().is_empty() {
+                                    // An event cut off by the end of the stream was never complete.
+                                    tracing::warn!(
+                                        session = session.id,
+                                        bytes = parser.remainder().len(),
+                                        "unterminated event at end of stream dropped"
+                                    );
+                                }
+                                return None;
                             }
-                            return None;
+                            Some(Err(e)) => {
+                                let error: BoxError =
+                                    format!("upstream event stream broke: {e}").into();
+                                return Some((Err(error), (body, parser, l7, session, true)));
+                            }
+                            Some(Ok(frame)) => frame,
+                        };
+                        let Ok(data) = frame.into_data() else {
+                            continue;
+                        };
+                        let events = match parser.push(&data) {
+                            Ok(events) => events,
+                            Err(e) => {
+                                tracing::warn!(session = session.id, error = %e, "event stream refused");
+                                let error: BoxError = e.to_string().into();
+                                return Some((Err(error), (body, parser, l7, session, true)));
+                            }
+                        };
+                        if events.is_empty() {
+                            continue;
                         }
-                        Some(Err(e)) => {
-                            let error: BoxError =
-                                format!("upstream event stream broke: {e}").into();
-                            return Some((Err(error), (body, parser, l7, session, true)));
+                        let mut out = Vec::new();
+                        for event in events {
+                            if let Some(bytes) = check_event(&l7, &session, &subject, event) {
+                                out.extend_from_slice(&bytes);
+                            }
                         }
-                        Some(Ok(frame)) => frame,
-                    };
-                    let Ok(data) = frame.into_data() else {
-                        continue;
-                    };
-                    let events = match parser.push(&data) {
-                        Ok(events) => events,
-                        Err(e) => {
-                            tracing::warn!(session = session.id, error = %e, "event stream refused");
-                            let error: BoxError = e.to_string().into();
-                            return Some((Err(error), (body, parser, l7, session, true)));
+                        if out.is_empty() {
+                            continue;
                         }
-                    };
-                    if events.is_empty() {
-                        continue;
+                        return Some((
+                            Ok(Frame::data(Bytes::from(out))),
+                            (body, parser, l7, session, false),
+                        ));
                     }
-                    let mut out = Vec::new();
-                    for event in events {
-                        if let Some(bytes) = check_event(&l7, &session, event) {
-                            out.extend_from_slice(&bytes);
-                        }
-                    }
-                    if out.is_empty() {
-                        continue;
-                    }
-                    return Some((
-                        Ok(Frame::data(Bytes::from(out))),
-                        (body, parser, l7, session, false),
-                    ));
                 }
             },
         );
@@ -742,8 +869,14 @@ fn note_server_message(session: &Session, msg: &McpMessage) {
 }
 
 /// One server-sent event through the chain; `None` drops it.
-fn check_event(l7: &L7, session: &Session, event: crate::mcp::sse::SseEvent) -> Option<Bytes> {
-    if let Err(error) = l7.chain.stream_event(session, &event) {
+fn check_event(
+    l7: &L7,
+    session: &Session,
+    subject: &Subject,
+    event: crate::mcp::sse::SseEvent,
+) -> Option<Bytes> {
+    let exchange = Exchange::new(session, subject);
+    if let Err(error) = l7.chain.stream_event(&exchange, &event) {
         tracing::info!(session = session.id, error = %error.message, "event dropped");
         return None;
     }
@@ -765,7 +898,8 @@ fn check_event(l7: &L7, session: &Session, event: crate::mcp::sse::SseEvent) -> 
     let mut modified = false;
     for msg in rpc.messages_mut() {
         note_server_message(session, msg);
-        let verdict = l7.chain.message(session, Direction::ServerToClient, msg);
+        let exchange = Exchange::new(session, subject);
+        let verdict = l7.chain.message(&exchange, Direction::ServerToClient, msg);
         if let (Some(id), None) = (msg.id(), msg.method()) {
             session.answered(id);
         }
@@ -786,4 +920,12 @@ fn check_event(l7: &L7, session: &Session, event: crate::mcp::sse::SseEvent) -> 
     } else {
         Some(event.raw)
     }
+}
+
+/// Text safe inside an HTTP quoted-string.
+fn quoted(text: &str) -> String {
+    text.chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .map(|c| if c == '"' || c == '\\' { '\'' } else { c })
+        .collect()
 }

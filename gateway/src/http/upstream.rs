@@ -168,3 +168,82 @@ impl Upstream {
         Ok(Sender::H1(sender))
     }
 }
+
+/// GETs a small JSON document (an identity provider's discovery or keys) through the socket
+/// factory, so the gateway's own dial is never intercepted. Plain `http` only for loopback.
+pub async fn get_json(
+    url: &url::Url,
+    tls: Arc<ClientConfig>,
+    sockets: &SocketFactory,
+    limit: usize,
+) -> Result<serde_json::Value, String> {
+    use http_body_util::{BodyExt as _, Empty, Limited};
+
+    let host = url.host_str().ok_or_else(|| format!("{url}: no host"))?;
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| format!("{url}: no port"))?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let tls = match url.scheme() {
+        "https" => {
+            let name = ServerName::try_from(host.clone()).map_err(|e| format!("{url}: {e}"))?;
+            Some((tls, name))
+        }
+        "http"
+            if matches!(url.host(), Some(url::Host::Ipv4(a)) if a.is_loopback())
+                || matches!(url.host(), Some(url::Host::Ipv6(a)) if a.is_loopback())
+                || host == "localhost" =>
+        {
+            None
+        }
+        _ => {
+            return Err(format!(
+                "{url}: only https (or http on loopback) is fetched"
+            ))
+        }
+    };
+    let dest = Destination::Name(crate::config::HostPort { host, port });
+    let upstream = Upstream::new(UpstreamTarget { dest, tls }, sockets.clone());
+    let path = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    };
+    let authority = match url.port() {
+        Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_owned(),
+    };
+    let response = upstream
+        .send(|h2| {
+            let empty = Empty::new().map_err(|never| match never {}).boxed_unsync();
+            let mut req = Request::new(empty);
+            if h2 {
+                *req.version_mut() = http::Version::HTTP_2;
+                *req.uri_mut() = url.as_str().parse().unwrap_or_default();
+            } else {
+                *req.uri_mut() = path.parse().unwrap_or_default();
+                if let Ok(h) = http::HeaderValue::from_str(&authority) {
+                    req.headers_mut().insert(http::header::HOST, h);
+                }
+            }
+            req.headers_mut().insert(
+                http::header::ACCEPT,
+                http::HeaderValue::from_static("application/json"),
+            );
+            req
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body = Limited::new(response.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(format!("{url}: HTTP {status}"));
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON: {e}"))
+}

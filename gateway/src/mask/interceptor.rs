@@ -11,7 +11,7 @@ use super::Masker;
 use crate::config::PointerRule;
 use crate::glob::glob_match;
 use crate::mcp::{
-    interceptor::{Interceptor, Session, Verdict},
+    interceptor::{Exchange, Interceptor, Verdict},
     jsonrpc::{code, Kind},
     Direction, McpMessage, RpcError,
 };
@@ -66,7 +66,7 @@ impl MaskingInterceptor {
             .clone()
     }
 
-    fn mask(&self, session: &Session, direction: Direction, msg: &mut McpMessage) -> Verdict {
+    fn mask(&self, session: &Exchange, direction: Direction, msg: &mut McpMessage) -> Verdict {
         let paths: &[(&str, &str)] = match (direction, &msg.kind) {
             (Direction::ServerToClient, Kind::Response { .. } | Kind::Error { .. }) => {
                 &RESPONSE_PAYLOADS
@@ -131,7 +131,7 @@ impl MaskingInterceptor {
     /// Pointer rules of the tool this response answers. When the answer cannot be tied to
     /// its call (it came on another connection, as in the legacy SSE transport), every rule
     /// applies: better a value masked needlessly than one let through.
-    fn mask_pointers(&self, session: &Session, msg: &mut McpMessage) -> Vec<(String, String)> {
+    fn mask_pointers(&self, session: &Exchange, msg: &mut McpMessage) -> Vec<(String, String)> {
         if self.pointers.is_empty() {
             return Vec::new();
         }
@@ -167,7 +167,12 @@ impl Interceptor for MaskingInterceptor {
         "masking"
     }
 
-    fn on_message(&self, session: &Session, direction: Direction, msg: &mut McpMessage) -> Verdict {
+    fn on_message(
+        &self,
+        session: &Exchange,
+        direction: Direction,
+        msg: &mut McpMessage,
+    ) -> Verdict {
         self.mask(session, direction, msg)
     }
 }

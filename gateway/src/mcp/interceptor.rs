@@ -2,12 +2,13 @@
 //! credentials, masking, recording) see and act on every message.
 
 use std::{
+    cell::RefCell,
     net::SocketAddr,
     sync::{Arc, Mutex},
 };
 
 use super::{jsonrpc::McpMessage, sse::SseEvent, RpcError};
-use crate::intercept::ProcessInfo;
+use crate::{identity::Subject, intercept::ProcessInfo};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -111,6 +112,34 @@ impl Session {
     }
 }
 
+/// One message's context: the connection it came on and the caller of the HTTP exchange
+/// that carries it (which may differ between requests on one connection). Derefs to the
+/// session.
+pub struct Exchange<'a> {
+    pub session: &'a Session,
+    pub subject: &'a Subject,
+    /// The policy decision about this message, for the recording.
+    pub decision: RefCell<Option<crate::policy::Decision>>,
+}
+
+impl<'a> Exchange<'a> {
+    pub fn new(session: &'a Session, subject: &'a Subject) -> Self {
+        Self {
+            session,
+            subject,
+            decision: RefCell::new(None),
+        }
+    }
+}
+
+impl std::ops::Deref for Exchange<'_> {
+    type Target = Session;
+
+    fn deref(&self) -> &Session {
+        self.session
+    }
+}
+
 /// Hooks per kind of message. By default every kind goes to `on_message`, which lets the
 /// message through unchanged: a stage that treats all messages alike implements only that.
 pub trait Interceptor: Send + Sync {
@@ -119,7 +148,7 @@ pub trait Interceptor: Send + Sync {
     /// Any message, unless the kind's own hook below is implemented.
     fn on_message(
         &self,
-        _session: &Session,
+        _session: &Exchange,
         _direction: Direction,
         _msg: &mut McpMessage,
     ) -> Verdict {
@@ -127,14 +156,19 @@ pub trait Interceptor: Send + Sync {
     }
 
     /// A request: client→server, or server→client (sampling, elicitation, roots).
-    fn on_request(&self, session: &Session, direction: Direction, msg: &mut McpMessage) -> Verdict {
+    fn on_request(
+        &self,
+        session: &Exchange,
+        direction: Direction,
+        msg: &mut McpMessage,
+    ) -> Verdict {
         self.on_message(session, direction, msg)
     }
 
     /// A response or error to a request.
     fn on_response(
         &self,
-        session: &Session,
+        session: &Exchange,
         direction: Direction,
         msg: &mut McpMessage,
     ) -> Verdict {
@@ -143,7 +177,7 @@ pub trait Interceptor: Send + Sync {
 
     fn on_notification(
         &self,
-        session: &Session,
+        session: &Exchange,
         direction: Direction,
         msg: &mut McpMessage,
     ) -> Verdict {
@@ -151,7 +185,7 @@ pub trait Interceptor: Send + Sync {
     }
 
     /// Every server-sent event, before its data (if JSON-RPC) goes through the hooks above.
-    fn on_stream_event(&self, _session: &Session, _event: &SseEvent) -> Verdict {
+    fn on_stream_event(&self, _session: &Exchange, _event: &SseEvent) -> Verdict {
         Verdict::Continue
     }
 }
@@ -181,7 +215,7 @@ impl Chain {
     /// some interceptor changed the message.
     pub fn message(
         &self,
-        session: &Session,
+        session: &Exchange,
         direction: Direction,
         msg: &mut McpMessage,
     ) -> Result<bool, RpcError> {
@@ -194,7 +228,7 @@ impl Chain {
 
     fn run_stages(
         &self,
-        session: &Session,
+        session: &Exchange,
         direction: Direction,
         msg: &mut McpMessage,
     ) -> Result<bool, RpcError> {
@@ -227,7 +261,7 @@ impl Chain {
         }
     }
 
-    pub fn stream_event(&self, session: &Session, event: &SseEvent) -> Result<(), RpcError> {
+    pub fn stream_event(&self, session: &Exchange, event: &SseEvent) -> Result<(), RpcError> {
         for interceptor in &self.stages {
             if let Verdict::Reject(error) = interceptor.on_stream_event(session, event) {
                 return Err(error);
@@ -241,7 +275,7 @@ impl Chain {
 pub struct LoggingInterceptor;
 
 impl LoggingInterceptor {
-    fn log(session: &Session, direction: Direction, msg: &McpMessage) {
+    fn log(session: &Exchange, direction: Direction, msg: &McpMessage) {
         let mcp = session.mcp();
         let tool = msg.tool_call().map(|(name, _)| name);
         if let Some(tools) = msg.tool_definitions() {
@@ -277,7 +311,12 @@ impl Interceptor for LoggingInterceptor {
         "logging"
     }
 
-    fn on_message(&self, session: &Session, direction: Direction, msg: &mut McpMessage) -> Verdict {
+    fn on_message(
+        &self,
+        session: &Exchange,
+        direction: Direction,
+        msg: &mut McpMessage,
+    ) -> Verdict {
         Self::log(session, direction, msg);
         Verdict::Continue
     }
@@ -297,7 +336,7 @@ mod tests {
             "deny-tool"
         }
 
-        fn on_request(&self, _: &Session, _: Direction, msg: &mut McpMessage) -> Verdict {
+        fn on_request(&self, _: &Exchange, _: Direction, msg: &mut McpMessage) -> Verdict {
             match msg.tool_call() {
                 Some((name, _)) if name == self.0 => {
                     Verdict::Reject(RpcError::new(code::GATEWAY_REFUSED, "denied"))
@@ -314,7 +353,7 @@ mod tests {
             "tag"
         }
 
-        fn on_response(&self, _: &Session, _: Direction, msg: &mut McpMessage) -> Verdict {
+        fn on_response(&self, _: &Exchange, _: Direction, msg: &mut McpMessage) -> Verdict {
             msg.raw.insert("tagged".into(), json!(true));
             Verdict::Modified
         }
@@ -344,7 +383,9 @@ mod tests {
             Arc::new(DenyTool("drop_db")),
             Arc::new(Tag),
         ]);
-        let s = session();
+        let session = session();
+        let subject = Subject::named("alice", vec![]);
+        let s = Exchange::new(&session, &subject);
         let mut call =
             msg(json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"drop_db"}}));
         assert_eq!(

@@ -13,6 +13,10 @@ pub mod code {
     pub const UPSTREAM_FAILED: i64 = -32002;
     /// A body was larger than `gateway.max_body`.
     pub const TOO_LARGE: i64 = -32003;
+    /// Policy holds the call until someone approves it; `data.approval` names the request.
+    pub const APPROVAL_REQUIRED: i64 = -32004;
+    /// The caller is not authenticated (the HTTP status is 401).
+    pub const UNAUTHENTICATED: i64 = -32005;
 }
 
 /// One JSON-RPC message. `raw` is the message exactly as received, forwarded unchanged
@@ -58,6 +62,11 @@ impl RpcError {
             message: message.into(),
             data: None,
         }
+    }
+
+    pub fn with_data(mut self, data: Value) -> Self {
+        self.data = Some(data);
+        self
     }
 
     /// The JSON-RPC error response for request `id` (`null` when unknown).

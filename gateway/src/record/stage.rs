@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::{EventData, Recorder, SessionMeta};
 use crate::mcp::{
-    interceptor::{McpState, Session},
+    interceptor::{Exchange, McpState, Session},
     jsonrpc::Kind,
     Direction, McpMessage, RpcError,
 };
@@ -44,7 +44,7 @@ impl Recording {
 
     /// The store's id for this session, starting it on first use; MCP session changes
     /// (id, protocol version) are recorded as they appear.
-    fn store_id(&self, session: &Session) -> Option<String> {
+    fn store_id(&self, session: &Exchange) -> Option<String> {
         let mcp = session.mcp();
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((id, seen)) = open.get_mut(&session.id) {
@@ -70,7 +70,7 @@ impl Recording {
                 .and_then(|p| p.exe.as_ref())
                 .map(|e| e.display().to_string()),
             cgroup: process.and_then(|p| p.cgroup.clone()),
-            subject: None,
+            subject: Some(session.subject.name.clone()),
             mcp_session_id: mcp.session_id.clone(),
             protocol_version: mcp.protocol_version.clone(),
         };
@@ -89,7 +89,7 @@ impl Recording {
     /// Records a message and what the chain decided about it.
     pub fn message(
         &self,
-        session: &Session,
+        session: &Exchange,
         direction: Direction,
         msg: &McpMessage,
         outcome: &Result<bool, RpcError>,
@@ -138,7 +138,13 @@ impl Recording {
                 tool,
                 payload,
                 decision: Some(decision),
-                rule: outcome.as_ref().err().map(|e| e.message.clone()),
+                // The rule that decided, else (a refusal by another stage) the reason.
+                rule: session
+                    .decision
+                    .borrow()
+                    .as_ref()
+                    .map(|d| d.rule.clone())
+                    .or_else(|| outcome.as_ref().err().map(|e| e.message.clone())),
                 upstream_latency_us: latency,
             },
         );

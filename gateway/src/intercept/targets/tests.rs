@@ -10,6 +10,7 @@ fn server(matches: &[&str]) -> ServerConfig {
         ca_file: None,
         tls_skip_verify: false,
         non_http: Default::default(),
+        forward_token: false,
     }
 }
 

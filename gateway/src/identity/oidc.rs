@@ -1,0 +1,355 @@
+//! One trusted OIDC issuer: discovery, its signing keys (JWKS) cached and refreshed, and
+//! access-token validation with `jsonwebtoken`.
+//!
+//! Keys are fetched at start, refreshed in the background after half their cache lifetime,
+//! and refetched when a token names an unknown `kid` (at most once per
+//! [`MIN_REFETCH`]). If the provider is down, the keys in hand stay valid until their
+//! cache lifetime ends; after that, tokens cannot be checked and calls are refused.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use jsonwebtoken::{jwk::JwkSet, Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+
+use super::AuthError;
+use crate::{http::upstream::get_json, intercept::socket_factory::SocketFactory};
+
+/// Unknown-kid refetches are at most this frequent (a flood of forged kids must not
+/// become a flood of requests to the provider).
+pub const MIN_REFETCH: Duration = Duration::from_secs(5);
+/// How long a fetch from the provider may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `[[identity.oidc]]`, validated.
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub groups_claim: String,
+    pub algorithms: Vec<Algorithm>,
+    /// Claims a token must carry besides `iss`, `aud` and `exp`.
+    pub required_claims: Vec<String>,
+    pub leeway: Duration,
+    pub jwks_cache: Duration,
+    /// Extra CA certificates (PEM) trusted for the provider, beside the system's.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// What a valid token says about its subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    pub sub: String,
+    pub email: Option<String>,
+    pub groups: Vec<String>,
+}
+
+struct KeySet {
+    by_kid: HashMap<String, DecodingKey>,
+    /// Keys without a `kid`: usable only by tokens without one, when they are alone.
+    unnamed: Vec<DecodingKey>,
+    fetched: Instant,
+}
+
+pub struct Issuer {
+    config: OidcConfig,
+    tls: Arc<rustls::ClientConfig>,
+    sockets: SocketFactory,
+    validation: Validation,
+    keys: RwLock<Option<Arc<KeySet>>>,
+    jwks_uri: RwLock<Option<url::Url>>,
+    /// Held while fetching (one fetch at a time); the time of the last attempt.
+    fetching: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl Issuer {
+    pub fn new(config: OidcConfig, sockets: SocketFactory) -> Result<Self, crate::tls::TlsError> {
+        let tls = crate::tls::client_config(config.ca_file.as_deref(), false)?;
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.algorithms = config.algorithms.clone();
+        validation.leeway = config.leeway.as_secs();
+        validation.validate_nbf = true;
+        validation.set_issuer(&[&config.issuer]);
+        validation.set_audience(&config.audiences);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        Ok(Self {
+            config,
+            tls,
+            sockets,
+            validation,
+            keys: RwLock::new(None),
+            jwks_uri: RwLock::new(None),
+            fetching: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.config.issuer
+    }
+
+    /// Checks a token's signature and claims.
+    pub async fn validate(self: &Arc<Self>, token: &str) -> Result<Claims, AuthError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| AuthError::Invalid(format!("malformed token: {e}")))?;
+        check_header(&header, &self.config.algorithms)?;
+        let keys = self.keys_for(header.kid.as_deref()).await?;
+        let key = pick_key(&keys, header.kid.as_deref())
+            .ok_or_else(|| AuthError::Invalid("token signed with an unknown key".into()))?;
+        let data = jsonwebtoken::decode::<Value>(token, key, &self.validation)
+            .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        self.claims(&data.claims)
+    }
+
+    fn claims(&self, claims: &Value) -> Result<Claims, AuthError> {
+        for name in &self.config.required_claims {
+            if claims.get(name).is_none_or(Value::is_null) {
+                return Err(AuthError::Invalid(format!("claim `{name}` is missing")));
+            }
+        }
+        let sub = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| AuthError::Invalid("claim `sub` is missing".into()))?;
+        let groups = match claims.get(&self.config.groups_claim) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|g| g.as_str().map(str::to_owned))
+                .collect(),
+            Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+            Some(_) => {
+                return Err(AuthError::Invalid(format!(
+                    "claim `{}` is neither a list nor a string",
+                    self.config.groups_claim
+                )))
+            }
+        };
+        Ok(Claims {
+            sub: sub.to_owned(),
+            email: claims
+                .get("email")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            groups,
+        })
+    }
+
+    /// The key set to check a token naming `kid` against, fetching it when needed.
+    async fn keys_for(self: &Arc<Self>, kid: Option<&str>) -> Result<Arc<KeySet>, AuthError> {
+        let current = self.keys.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let lifetime = self.config.jwks_cache;
+        match current {
+            Some(keys) if keys.fetched.elapsed() < lifetime => {
+                if keys.fetched.elapsed() > lifetime / 2 {
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = me.refresh_if_idle().await {
+                            tracing::warn!(issuer = me.url(), %error, "refreshing keys failed; the cached ones stay valid until their lifetime ends");
+                        }
+                    });
+                }
+                if pick_key(&keys, kid).is_some() {
+                    return Ok(keys);
+                }
+                // A key the provider may have rotated in since.
+                match self.refresh_if_idle().await {
+                    Ok(true) => Ok(self.current().unwrap_or(keys)),
+                    Ok(false) => Ok(keys),
+                    Err(error) => {
+                        tracing::warn!(issuer = self.url(), %error, "refetching keys for an unknown kid failed");
+                        Ok(keys)
+                    }
+                }
+            }
+            _ => {
+                self.refresh_if_idle()
+                    .await
+                    .map_err(AuthError::Unavailable)?;
+                self.current()
+                    .filter(|k| k.fetched.elapsed() < lifetime)
+                    .ok_or_else(|| {
+                        AuthError::Unavailable(format!(
+                            "no current signing keys from {}",
+                            self.url()
+                        ))
+                    })
+            }
+        }
+    }
+
+    fn current(&self) -> Option<Arc<KeySet>> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Fetches the keys unless another fetch is under way or one was tried within
+    /// [`MIN_REFETCH`]; `Ok(true)` when this call fetched them.
+    async fn refresh_if_idle(&self) -> Result<bool, String> {
+        let mut last = self.fetching.lock().await;
+        if last.is_some_and(|t| t.elapsed() < MIN_REFETCH) {
+            return Ok(false);
+        }
+        *last = Some(Instant::now());
+        self.fetch().await.map(|()| true)
+    }
+
+    /// Fetches the keys now (at start, to warm the cache).
+    pub async fn refresh(&self) -> Result<(), String> {
+        let mut last = self.fetching.lock().await;
+        *last = Some(Instant::now());
+        self.fetch().await
+    }
+
+    async fn fetch(&self) -> Result<(), String> {
+        let known = self
+            .jwks_uri
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let jwks_uri = match known {
+            Some(uri) => uri,
+            None => {
+                let uri = self.discover().await?;
+                *self.jwks_uri.write().unwrap_or_else(|e| e.into_inner()) = Some(uri.clone());
+                uri
+            }
+        };
+        let jwks = self.get(&jwks_uri).await?;
+        let set: JwkSet =
+            serde_json::from_value(jwks).map_err(|e| format!("{jwks_uri}: not a JWK set: {e}"))?;
+        let mut keys = KeySet {
+            by_kid: HashMap::new(),
+            unnamed: Vec::new(),
+            fetched: Instant::now(),
+        };
+        for jwk in &set.keys {
+            if jwk.common.public_key_use == Some(jsonwebtoken::jwk::PublicKeyUse::Encryption) {
+                continue;
+            }
+            let Ok(key) = DecodingKey::from_jwk(jwk) else {
+                continue; // a key type this gateway does not verify with
+            };
+            match &jwk.common.key_id {
+                Some(kid) => {
+                    keys.by_kid.insert(kid.clone(), key);
+                }
+                None => keys.unnamed.push(key),
+            }
+        }
+        if keys.by_kid.is_empty() && keys.unnamed.is_empty() {
+            return Err(format!("{jwks_uri}: no usable signing keys"));
+        }
+        tracing::info!(
+            issuer = self.url(),
+            keys = keys.by_kid.len() + keys.unnamed.len(),
+            "identity provider keys fetched"
+        );
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(keys));
+        Ok(())
+    }
+
+    async fn discover(&self) -> Result<url::Url, String> {
+        let base = self.config.issuer.trim_end_matches('/');
+        let url = url::Url::parse(&format!("{base}/.well-known/openid-configuration"))
+            .map_err(|e| format!("issuer URL: {e}"))?;
+        let doc = self.get(&url).await?;
+        if doc.get("issuer").and_then(Value::as_str) != Some(self.config.issuer.as_str()) {
+            return Err(format!(
+                "{url}: names issuer {} instead of {}",
+                doc.get("issuer").unwrap_or(&Value::Null),
+                self.config.issuer
+            ));
+        }
+        let jwks = doc
+            .get("jwks_uri")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("{url}: no jwks_uri"))?;
+        url::Url::parse(jwks).map_err(|e| format!("{url}: jwks_uri: {e}"))
+    }
+
+    async fn get(&self, url: &url::Url) -> Result<Value, String> {
+        tokio::time::timeout(
+            FETCH_TIMEOUT,
+            get_json(url, self.tls.clone(), &self.sockets, 1 << 20),
+        )
+        .await
+        .unwrap_or_else(|_| Err(format!("{url}: no answer within {FETCH_TIMEOUT:?}")))
+    }
+}
+
+/// Header checks `jsonwebtoken` leaves to the caller.
+fn check_header(header: &jsonwebtoken::Header, allowed: &[Algorithm]) -> Result<(), AuthError> {
+    if !allowed.contains(&header.alg) {
+        return Err(AuthError::Invalid(format!(
+            "algorithm {:?} is not accepted",
+            header.alg
+        )));
+    }
+    // RFC 9068 access tokens say `at+jwt`; many providers still say `JWT` or nothing.
+    if let Some(typ) = &header.typ {
+        let typ = typ.to_ascii_lowercase();
+        let typ = typ.strip_prefix("application/").unwrap_or(&typ);
+        if typ != "at+jwt" && typ != "jwt" {
+            return Err(AuthError::Invalid(format!(
+                "token type `{typ}` is not an access token"
+            )));
+        }
+    }
+    if header.cty.is_some() {
+        return Err(AuthError::Invalid("nested tokens are not accepted".into()));
+    }
+    if header.crit.is_some() {
+        return Err(AuthError::Invalid(
+            "critical header extensions are not supported".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn pick_key<'a>(keys: &'a KeySet, kid: Option<&str>) -> Option<&'a DecodingKey> {
+    match kid {
+        Some(kid) => keys.by_kid.get(kid),
+        None if keys.by_kid.is_empty() && keys.unnamed.len() == 1 => keys.unnamed.first(),
+        None => None,
+    }
+}
+
+/// The `iss` a token claims, read without verification to pick the issuer that verifies it.
+pub fn unverified_issuer(token: &str) -> Result<String, AuthError> {
+    let claims: Value = jsonwebtoken::dangerous::insecure_decode_claims(token)
+        .map_err(|e| AuthError::Invalid(format!("malformed token: {e}")))?;
+    claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| AuthError::Invalid("token names no issuer".into()))
+}
+
+/// Algorithms accepted when a configuration names none: asymmetric only.
+pub const DEFAULT_ALGORITHMS: [Algorithm; 8] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+];
+
+/// An algorithm name from the configuration; HMAC is refused (the gateway holds only
+/// public keys, and HMAC with a public key as secret is the classic forgery).
+pub fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
+    let alg: Algorithm = name
+        .parse()
+        .map_err(|_| format!("unknown algorithm `{name}`"))?;
+    match alg {
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => Err(format!(
+            "algorithm `{name}` is HMAC: only public-key algorithms are accepted"
+        )),
+        other => Ok(other),
+    }
+}
