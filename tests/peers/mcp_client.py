@@ -215,6 +215,34 @@ async def call_one(
         }
 
 
+async def steps(url: str, transport: str, era: str, auth: dict[str, Any], plan: list[dict[str, Any]]) -> dict[str, Any]:
+    """Runs a plan in ONE client session; each step's outcome in order.
+
+    Steps: {"list": true} -> {"tools": [names]}; {"call": TOOL, "args": {...}} ->
+    {"result": {...}} or {"error": {"code", "message", "data"}} for a JSON-RPC error.
+    """
+    from mcp import Client
+    from mcp.shared.exceptions import MCPError
+
+    mode = {"session": "legacy", "stateless": "2026-07-28", "auto": "auto"}[era]
+    target = open_transport(url, transport, auth)
+    results: list[dict[str, Any]] = []
+    async with Client(target, mode=mode, read_timeout_seconds=30) as client:
+        for step in plan:
+            try:
+                if step.get("list"):
+                    tools = await client.list_tools(cache_mode="bypass")
+                    results.append({"tools": sorted(t.name for t in tools.tools)})
+                else:
+                    r = await client.call_tool(step["call"], step.get("args", {}))
+                    results.append(
+                        {"result": {"text": text_of(r), "isError": r.is_error}}
+                    )
+            except MCPError as e:
+                results.append({"error": {"code": e.code, "message": e.message, "data": e.data}})
+    return {"steps": results}
+
+
 def describe(e: BaseException) -> str:
     if isinstance(e, BaseExceptionGroup):
         return "; ".join(describe(x) for x in e.exceptions)
@@ -230,6 +258,7 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=60, help="whole-scenario bound, seconds")
     p.add_argument("--call", metavar="TOOL", help="instead of the scenario: call TOOL once, print its result")
     p.add_argument("--args", default="{}", help="with --call: the arguments as JSON")
+    p.add_argument("--steps", metavar="JSON", help="instead of the scenario: run these steps in one session")
     p.add_argument("--bearer", metavar="TOKEN", help="send Authorization: Bearer TOKEN on every request")
     p.add_argument("--oauth-client-id", help="OAuth client_credentials via the SDK (with --oauth-client-secret)")
     p.add_argument("--oauth-client-secret")
@@ -250,6 +279,8 @@ def main() -> int:
 
     async def bounded() -> dict[str, Any]:
         with anyio.fail_after(args.timeout):
+            if args.steps:
+                return await steps(args.url, args.transport, args.protocol_era, auth, json.loads(args.steps))
             if args.call:
                 return await call_one(
                     args.url, args.transport, args.protocol_era, auth, args.call, json.loads(args.args)

@@ -24,6 +24,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
 pub mod mcp;
+pub mod oidc;
 
 /// The uid/gid clients drop to, so attribution of a non-root caller is checked.
 pub const NOBODY: u32 = 65534;

@@ -292,14 +292,14 @@ pub fn everything_server(ns: &Netns, transport: McpTransport, port: u16) -> Resu
     )
 }
 
-enum Stream {
+pub(crate) enum Stream {
     Stdout,
     Stderr,
 }
 
 /// Spawns `cmd`, waits (10 s) for a line of `stream` matching `ready`; the other stream
 /// goes to the test's stderr.
-fn spawn_until(
+pub(crate) fn spawn_until(
     mut cmd: Command,
     stream: Stream,
     ready: impl Fn(&str) -> bool + Send + 'static,
@@ -369,7 +369,7 @@ pub fn mcp_call_py(
     mcp_client_py_with(cmd, url, McpTransport::StreamableHttp, era, ca_file, &extra)
 }
 
-fn mcp_client_py_with(
+pub fn mcp_client_py_with(
     mut cmd: Command,
     url: &str,
     transport: McpTransport,

@@ -98,7 +98,11 @@ impl Issuer {
         let keys = self.keys_for(header.kid.as_deref()).await?;
         let key = pick_key(&keys, header.kid.as_deref())
             .ok_or_else(|| AuthError::Invalid("token signed with an unknown key".into()))?;
-        let data = jsonwebtoken::decode::<Value>(token, key, &self.validation)
+        // jsonwebtoken wants one key family per validation: narrow the allow-list (already
+        // checked above) to the token's algorithm.
+        let mut validation = self.validation.clone();
+        validation.algorithms = vec![header.alg];
+        let data = jsonwebtoken::decode::<Value>(token, key, &validation)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
         self.claims(&data.claims)
     }
