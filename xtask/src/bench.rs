@@ -34,6 +34,8 @@ pub enum Which {
     Mask,
     /// The recording store: events/s to durable commit, added latency per message.
     Record,
+    /// Policy decisions with 10 and 1,000 rules; token validation with a warm key cache.
+    Policy,
 }
 
 const TARGET: &str = "10.0.3.17:8443";
@@ -48,6 +50,7 @@ pub fn run(which: Which) -> Result<()> {
         Which::Mcp { no_recording } => crate::bench_mcp::run(no_recording),
         Which::Mask => crate::bench_mask::run(),
         Which::Record => crate::bench_record::run(),
+        Which::Policy => crate::bench_policy::run(),
     }
 }
 
