@@ -5,6 +5,8 @@ mod bench;
 mod bench_mask;
 mod bench_mcp;
 mod bench_record;
+mod deb;
+mod install;
 mod setup;
 
 use std::{
@@ -37,6 +39,10 @@ enum Task {
         /// Only run tests whose name contains this.
         filter: Option<String>,
     },
+    /// Build the Debian package (target/debian/mcpgw_<version>_<arch>.deb) and print its path.
+    Deb(deb::DebArgs),
+    /// Install mcpgw on this host (or under --root) as the package would, without packaging.
+    Install(install::InstallArgs),
     /// Benchmarks; prints figures and ratios against a direct connection.
     Bench {
         #[command(subcommand)]
@@ -102,6 +108,8 @@ fn main() -> Result<()> {
             Ok(())
         }
         Task::Test { filter } => test(filter),
+        Task::Deb(args) => deb::deb(&args).map(|path| println!("{}", path.display())),
+        Task::Install(args) => install::install(&args),
         Task::Bench { which } => bench::run(which),
         Task::BenchEcho { addr } => bench::echo_server(&addr),
         Task::BenchMaskMeasure => bench_mask::measure(),

@@ -19,6 +19,12 @@ const PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/nsenter", "util-linux"),
     ("/usr/bin/setpriv", "util-linux"),
     ("/usr/bin/python3", "python3"),
+    // Packaging (`cargo xtask deb`) and its tests.
+    ("/usr/bin/systemd-analyze", "systemd"),
+    ("/usr/bin/dpkg-deb", "dpkg"),
+    ("/usr/bin/objdump", "binutils"),
+    ("/usr/bin/openssl", "openssl"),
+    ("/usr/sbin/update-ca-certificates", "ca-certificates"),
 ];
 
 /// Everything building and testing need.
