@@ -17,7 +17,7 @@ use gateway::{
     intercept::socket_factory::SocketFactory,
     policy::{Call, Policy},
 };
-use jsonwebtoken::{jwk::JwkSet, Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
 pub fn run() -> Result<()> {
@@ -106,13 +106,26 @@ async fn tokens() -> Result<()> {
     )
     .context("openssl genrsa")?;
     let key = EncodingKey::from_rsa_pem(&std::fs::read(&pem)?)?;
-    let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::RS256)?;
-    jwk.common.key_id = Some("bench-1".into());
+    // The public JWK: the modulus as openssl prints it, the usual exponent 65537.
+    let out = std::process::Command::new("openssl")
+        .args(["rsa", "-noout", "-modulus", "-in"])
+        .arg(&pem)
+        .output()?;
+    let hex = String::from_utf8(out.stdout)?;
+    let hex = hex.trim().trim_start_matches("Modulus=");
+    let modulus: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+        .collect::<Result<_, _>>()?;
+    use base64::Engine as _;
+    let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(modulus);
+    let jwk =
+        json!({"kty": "RSA", "kid": "bench-1", "use": "sig", "alg": "RS256", "n": n, "e": "AQAB"});
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let issuer = format!("http://{addr}");
-    let jwks = serde_json::to_vec(&JwkSet { keys: vec![jwk] })?;
+    let jwks = serde_json::to_vec(&json!({ "keys": [jwk] }))?;
     let discovery =
         serde_json::to_vec(&json!({"issuer": issuer, "jwks_uri": format!("{issuer}/jwks")}))?;
     tokio::spawn(serve_idp(listener, discovery, jwks));

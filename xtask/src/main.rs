@@ -4,6 +4,7 @@
 mod bench;
 mod bench_mask;
 mod bench_mcp;
+mod bench_policy;
 mod bench_record;
 mod deb;
 mod install;
@@ -54,6 +55,9 @@ enum Task {
     /// Used by `bench record`: the measurement itself, in a release build.
     #[command(hide = true)]
     BenchRecordMeasure,
+    /// Used by `bench policy`: the measurement itself, in a release build.
+    #[command(hide = true)]
+    BenchPolicyMeasure,
     /// Used by the benchmarks: an echo server (runs inside the benchmark namespace).
     #[command(hide = true)]
     BenchEcho { addr: String },
@@ -114,6 +118,7 @@ fn main() -> Result<()> {
         Task::BenchEcho { addr } => bench::echo_server(&addr),
         Task::BenchMaskMeasure => bench_mask::measure(),
         Task::BenchRecordMeasure => bench_record::measure(),
+        Task::BenchPolicyMeasure => bench_policy::measure(),
         Task::BenchClient {
             addr,
             connections,
