@@ -12,7 +12,8 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::{
-    admin::{self, Handler, Request},
+    admin::{self, Caller, Handler, Request},
+    approval::{webhook::Webhook, Approvals, Approver},
     config::{Config, FailMode, HostPort, InterceptMode, MatchAddr},
     http::{Route, L7},
     identity::{Identity, Issuer},
@@ -40,6 +41,8 @@ pub struct Daemon {
     /// read it again.
     config_path: Option<std::path::PathBuf>,
     policy: Arc<PolicyInterceptor>,
+    identity: Arc<Identity>,
+    approvals: Arc<Approvals>,
     started: Instant,
     listeners: Vec<SocketAddr>,
     ebpf: Option<Arc<EbpfInterception>>,
@@ -111,15 +114,32 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> a
     if config.policy.rules.is_empty() {
         tracing::warn!("no [[policy.rules]]: every call is denied (protocol messages pass)");
     }
-    let policy = Arc::new(PolicyInterceptor::new(config.policy.clone()));
+    let approvals = Arc::new(
+        Approvals::open(
+            &state_dir.join(crate::record::DB_FILE),
+            config.approval.clone(),
+            match &config.approval.webhook {
+                Some(url) => Some(Webhook::new(url.clone(), sockets.clone())?),
+                None => None,
+            },
+        )
+        .map_err(anyhow::Error::msg)?,
+    );
+    approvals.spawn_sweeper();
+    let policy = Arc::new(PolicyInterceptor::new(
+        config.policy.clone(),
+        Some(approvals.clone()),
+    ));
     // Policy before masking: a refused call never reaches the server, and tool lists are
     // filtered before anything else sees them.
     let mut stages: Vec<Arc<dyn Interceptor>> = vec![Arc::new(LoggingInterceptor), policy.clone()];
+    let mut preview_masker = None;
     let masking = match &config.masking {
         Some(masking) => {
             let key = crate::mask::load_or_create_key(state_dir)
                 .with_context(|| format!("masking key in {}", state_dir.display()))?;
             let masker = crate::mask::Masker::new(&masking.settings, key)?;
+            preview_masker = Some(Arc::new(crate::mask::Masker::new(&masking.settings, key)?));
             let tools = masking.arguments_of_tools.clone();
             let pointers = masking.pointers.clone();
             let masking = Arc::new(MaskingInterceptor::new(masker, tools, pointers));
@@ -140,15 +160,18 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> a
         None => None,
     };
     let targets = Arc::new(Mutex::new(targets));
+    let mut l7 = L7::new(
+        ca.clone(),
+        identity.clone(),
+        chain,
+        sockets.clone(),
+        config.gateway.max_body,
+    );
+    l7.approvals = Some(approvals.clone());
+    l7.preview_masker = preview_masker;
     let proxy = Arc::new(Proxy {
         orig_dst,
-        l7: Arc::new(L7::new(
-            ca.clone(),
-            identity,
-            chain,
-            sockets.clone(),
-            config.gateway.max_body,
-        )),
+        l7: Arc::new(l7),
         sockets,
         stats: ProxyStats::default(),
         routes,
@@ -164,6 +187,8 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> a
         started: Instant::now(),
         config_path,
         policy,
+        identity,
+        approvals,
         listeners: listen_addrs,
         ebpf,
         targets,
@@ -305,6 +330,43 @@ impl Daemon {
         );
         self.policy.replace(config.policy);
         Ok(summary)
+    }
+
+    /// Who is deciding: the subject of `token` (validated like a caller's), else the Unix
+    /// user on the admin socket, with the approver groups `[approval.approvers]` gives it.
+    async fn approver(&self, caller: Caller, token: Option<String>) -> Result<Approver, String> {
+        if let Some(token) = token {
+            if !self.identity.tokens_required() {
+                return Err(
+                    "--token needs an [[identity.oidc]] issuer in the configuration".into(),
+                );
+            }
+            let mut headers = http::HeaderMap::new();
+            let value = http::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| "the token is not valid header text".to_owned())?;
+            headers.insert(http::header::AUTHORIZATION, value);
+            let subject = self
+                .identity
+                .authenticate(&headers, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok(Approver {
+                name: subject.name,
+                groups: subject.groups,
+            });
+        }
+        let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(caller.uid))
+            .ok()
+            .flatten()
+            .map_or_else(|| format!("uid:{}", caller.uid), |u| u.name);
+        let groups = self
+            .config
+            .approval
+            .approvers
+            .get(&name)
+            .cloned()
+            .unwrap_or_default();
+        Ok(Approver { name, groups })
     }
 
     /// Which rule decides a hypothetical call, and why.
@@ -461,8 +523,23 @@ impl Daemon {
 }
 
 impl Handler for Daemon {
-    async fn handle(&self, request: Request) -> Result<serde_json::Value, String> {
+    async fn handle(&self, request: Request, caller: Caller) -> Result<serde_json::Value, String> {
         match request {
+            Request::ApprovalsList { all } => Ok(json!(self.approvals.list(all)?)),
+            Request::ApprovalsShow { id } => self.approvals.show(&id),
+            Request::ApprovalsApprove { id, reason, token } => {
+                let approver = self.approver(caller, token).await?;
+                Ok(json!(self.approvals.approve(&id, &approver, reason)?))
+            }
+            Request::ApprovalsDeny { id, reason, token } => {
+                let approver = self.approver(caller, token).await?;
+                Ok(json!(self.approvals.deny(&id, &approver, reason)?))
+            }
+            Request::GrantsList => Ok(json!(self.approvals.grants())),
+            Request::GrantsRevoke { id, token } => {
+                let actor = self.approver(caller, token).await?;
+                Ok(json!(self.approvals.revoke(&id, &actor.name)?))
+            }
             Request::Status => Ok(self.status()),
             Request::CaExport => Ok(json!(self.ca.cert_pem())),
             Request::SessionsList { .. }

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod approval;
 pub mod config;
 pub mod daemon;
 pub mod glob;

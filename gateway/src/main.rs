@@ -3,6 +3,7 @@
 
 use gateway::{admin, config, daemon};
 
+mod approvals_cmd;
 mod policy_cmd;
 mod sessions;
 
@@ -52,6 +53,16 @@ enum Command {
     Sessions {
         #[command(subcommand)]
         command: SessionsCommand,
+    },
+    /// Calls held for approval: list (--watch), show, approve, deny.
+    Approvals {
+        #[command(subcommand)]
+        command: approvals_cmd::ApprovalsCommand,
+    },
+    /// Access granted by approvals: list, revoke.
+    Grants {
+        #[command(subcommand)]
+        command: approvals_cmd::GrantsCommand,
     },
     /// Check, reload and explain the policy rules.
     Policy {
@@ -147,6 +158,12 @@ fn main() -> ExitCode {
         }
         Command::Status => admin_command(&runtime, &cli.socket, cli.output, admin::Request::Status),
         Command::Sessions { command } => sessions::run(&runtime, &cli.socket, cli.output, command),
+        Command::Approvals { command } => {
+            approvals_cmd::approvals(&runtime, &cli.socket, cli.output, command)
+        }
+        Command::Grants { command } => {
+            approvals_cmd::grants(&runtime, &cli.socket, cli.output, command)
+        }
         Command::Policy { command } => policy_cmd::run(&runtime, &cli.socket, cli.output, command),
         Command::Ca {
             command: CaCommand::Export,

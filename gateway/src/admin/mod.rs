@@ -47,6 +47,29 @@ pub enum Request {
         id: String,
         format: String,
     },
+    ApprovalsList {
+        #[serde(default)]
+        all: bool,
+    },
+    ApprovalsShow {
+        id: String,
+    },
+    ApprovalsApprove {
+        id: String,
+        reason: Option<String>,
+        /// An OIDC token naming the approver (else the Unix user decides).
+        token: Option<String>,
+    },
+    ApprovalsDeny {
+        id: String,
+        reason: String,
+        token: Option<String>,
+    },
+    GrantsList,
+    GrantsRevoke {
+        id: String,
+        token: Option<String>,
+    },
     PolicyReload,
     PolicyExplain {
         query: ExplainQuery,
@@ -100,11 +123,19 @@ pub enum AdminError {
     Refused(String),
 }
 
+/// Who sent an admin request (SO_PEERCRED).
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+}
+
 /// What the daemon does with a request.
 pub trait Handler: Send + Sync + 'static {
     fn handle(
         &self,
         request: Request,
+        caller: Caller,
     ) -> impl std::future::Future<Output = Result<serde_json::Value, String>> + Send;
 }
 
@@ -175,8 +206,17 @@ async fn serve_one<H: Handler>(
         reader.read_line(&mut line).await?;
         match serde_json::from_str::<Request>(&line) {
             Ok(request) => {
-                tracing::info!(uid = cred.uid(), ?request, "admin request");
-                match handler.handle(request).await {
+                // Logged without tokens an approver may pass.
+                let mut logged = serde_json::to_value(&request).unwrap_or_default();
+                if let Some(token) = logged.get_mut("token").filter(|t| !t.is_null()) {
+                    *token = "(redacted)".into();
+                }
+                tracing::info!(uid = cred.uid(), request = %logged, "admin request");
+                let caller = Caller {
+                    uid: cred.uid(),
+                    gid: cred.gid(),
+                };
+                match handler.handle(request, caller).await {
                     Ok(result) => Response {
                         ok: true,
                         result: Some(result),

@@ -45,6 +45,7 @@ pub struct Config {
     pub identity: IdentityConfig,
     /// `[[policy.rules]]` and `[[guardrails]]`, compiled.
     pub policy: crate::policy::Policy,
+    pub approval: crate::approval::ApprovalConfig,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -262,6 +263,20 @@ struct RawConfig {
     policy: RawPolicy,
     #[serde(default)]
     guardrails: Vec<toml::Spanned<crate::policy::guardrails::RawGuardrail>>,
+    #[serde(default)]
+    approval: RawApproval,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApproval {
+    hold: Option<String>,
+    pending_ttl: Option<String>,
+    webhook: Option<String>,
+    justification_header: Option<String>,
+    /// Unix user → approver groups.
+    #[serde(default)]
+    approvers: std::collections::HashMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -389,6 +404,7 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
         identity,
         policy,
         guardrails,
+        approval,
     } = raw;
     let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
     let policy = crate::policy::compile(policy.rules, guardrails, &line_of).unwrap_or_else(|e| {
@@ -396,6 +412,7 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
         Default::default()
     });
     let identity = parse_identity(identity, &mut errors);
+    let approval = parse_approval(approval, &mut errors);
     let recording = match recording.store.as_deref().unwrap_or("sqlite") {
         "none" => None,
         "sqlite" => {
@@ -588,6 +605,7 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
             recording,
             identity,
             policy,
+            approval,
         })
     } else {
         Err(ConfigError::Invalid(errors))
@@ -607,6 +625,44 @@ fn duration(
             errors.push(format!("{key}: {e}"));
             default
         }
+    }
+}
+
+fn parse_approval(raw: RawApproval, errors: &mut Vec<String>) -> crate::approval::ApprovalConfig {
+    let defaults = crate::approval::ApprovalConfig::default();
+    let hold = duration("approval.hold", raw.hold.as_deref(), defaults.hold, errors);
+    let pending_ttl = duration(
+        "approval.pending_ttl",
+        raw.pending_ttl.as_deref(),
+        defaults.pending_ttl,
+        errors,
+    );
+    if pending_ttl < hold {
+        errors.push("approval.pending_ttl: must be at least approval.hold".into());
+    }
+    let webhook = raw
+        .webhook
+        .as_deref()
+        .and_then(|w| match url::Url::parse(w) {
+            Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Some(u),
+            Ok(_) => {
+                errors.push(format!("approval.webhook: `{w}` is not an http(s) URL"));
+                None
+            }
+            Err(e) => {
+                errors.push(format!("approval.webhook: {e}"));
+                None
+            }
+        });
+    crate::approval::ApprovalConfig {
+        hold,
+        pending_ttl,
+        webhook,
+        justification_header: raw
+            .justification_header
+            .unwrap_or(defaults.justification_header)
+            .to_ascii_lowercase(),
+        approvers: raw.approvers,
     }
 }
 

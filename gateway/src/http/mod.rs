@@ -77,6 +77,10 @@ impl Route {
 pub struct L7 {
     pub ca: Arc<HostCa>,
     pub identity: Arc<Identity>,
+    /// Holds `approve` calls for a decision; `None`: such calls are refused at once.
+    pub approvals: Option<Arc<crate::approval::Approvals>>,
+    /// Masks argument previews shown to approvers.
+    pub preview_masker: Option<Arc<crate::mask::Masker>>,
     pub chain: Chain,
     pub sockets: SocketFactory,
     pub max_body: usize,
@@ -101,6 +105,8 @@ impl L7 {
         Self {
             ca,
             identity,
+            approvals: None,
+            preview_masker: None,
             chain,
             sockets,
             max_body,
@@ -561,6 +567,7 @@ impl Conn {
         // Every message must pass the chain; if one is refused, nothing is forwarded.
         let mut modified = false;
         let mut refused = Vec::new();
+        let mut held = None;
         for msg in rpc.messages_mut() {
             let exchange = Exchange::new(&self.session, &subject);
             match self
@@ -569,11 +576,29 @@ impl Conn {
                 .message(&exchange, Direction::ClientToServer, msg)
             {
                 Ok(m) => modified |= m,
-                Err(error) => refused.push((msg.id().cloned(), error)),
+                Err(error) => {
+                    if error.code == code::APPROVAL_REQUIRED {
+                        held = exchange.decision.take();
+                    }
+                    refused.push((msg.id().cloned(), error));
+                }
             }
         }
         if !refused.is_empty() {
-            return self.refuse(&rpc, refused);
+            // A single call held for approval waits here for the decision.
+            let single = matches!(&rpc, jsonrpc::Body::Single(_)) && refused.len() == 1;
+            match (&mut rpc, held) {
+                (jsonrpc::Body::Single(msg), Some(decision)) if single => {
+                    match self.hold(&parts, msg, &subject, &decision).await {
+                        Ok(m) => modified |= m,
+                        Err(error) => {
+                            let id = msg.id().cloned().unwrap_or(Value::Null);
+                            return rpc_error_response(StatusCode::OK, &id, &error);
+                        }
+                    }
+                }
+                _ => return self.refuse(&rpc, refused),
+            }
         }
         let first_id = match &rpc {
             jsonrpc::Body::Single(m) => m.id().cloned().unwrap_or(Value::Null),
@@ -592,6 +617,97 @@ impl Conn {
         let mut parts = parts;
         parts.headers.remove(header::CONTENT_LENGTH);
         self.forward(parts, full(body), &first_id, subject).await
+    }
+
+    /// Holds a call that needs an approval: creates the pending approval and waits up to
+    /// `approval.hold`. Approved: the call passes the chain again (the new grant covers it)
+    /// and `Ok` says whether it changed. Denied or still pending: the error for the client.
+    async fn hold(
+        &self,
+        parts: &http::request::Parts,
+        msg: &mut McpMessage,
+        subject: &Arc<Subject>,
+        decision: &crate::policy::Decision,
+    ) -> Result<bool, RpcError> {
+        let refused = crate::policy::interceptor::refusal(decision);
+        let (Some(approvals), Some(terms)) = (&self.l7.approvals, &decision.approval) else {
+            return Err(refused);
+        };
+        let (tool, arguments) = match msg.tool_call() {
+            Some((tool, args)) => (Some(tool.to_owned()), args.cloned()),
+            None => (None, msg.params().cloned()),
+        };
+        let justification = parts
+            .headers
+            .get(approvals.config().justification_header.as_str())
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| {
+                let meta = msg.params()?.get("_meta")?.get("justification")?;
+                meta.as_str().map(str::to_owned)
+            });
+        let request = crate::approval::NewApproval {
+            subject,
+            server: &self.session.server,
+            method: msg.method().unwrap_or("-"),
+            tool: tool.as_deref(),
+            arguments: self.preview(arguments),
+            rule: &decision.rule,
+            terms,
+            justification,
+        };
+        let approval = approvals.request(request).map_err(|e| {
+            tracing::error!(error = %e, "cannot store the approval request");
+            RpcError::new(
+                code::GATEWAY_REFUSED,
+                format!("approval required, but it cannot be requested: {e}"),
+            )
+        })?;
+        let data = |action: &str| serde_json::json!({"approval": approval.id, "rule": decision.rule, "action": action});
+        match approvals.wait(&approval.id, approvals.config().hold).await {
+            crate::approval::Outcome::Approved => {
+                let exchange = Exchange::new(&self.session, subject);
+                self.l7
+                    .chain
+                    .message(&exchange, Direction::ClientToServer, msg)
+            }
+            crate::approval::Outcome::Denied { by, reason } => Err(RpcError::new(
+                code::GATEWAY_REFUSED,
+                format!("denied by approver {by}: {reason}"),
+            )
+            .with_data(data("deny"))),
+            crate::approval::Outcome::Pending => Err(RpcError::new(
+                code::APPROVAL_REQUIRED,
+                format!(
+                    "approval {} is pending (rule `{}`); retry the call once it is approved",
+                    approval.id, decision.rule
+                ),
+            )
+            .with_data(data("approve"))),
+        }
+    }
+
+    /// What approvers see of the arguments: masked, and short.
+    fn preview(&self, arguments: Option<Value>) -> String {
+        const MAX: usize = 1000;
+        let Some(mut value) = arguments else {
+            return String::new();
+        };
+        if let Some(masker) = &self.l7.preview_masker {
+            if masker.mask_value(&mut value, b"approval-preview").is_err() {
+                return "(arguments withheld: masking failed)".into();
+            }
+        }
+        let mut text = value.to_string();
+        if text.len() > MAX {
+            let mut cut = MAX;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            text.push('…');
+        }
+        text
     }
 
     /// Answers a POST whose messages were (partly) refused, without forwarding any of them.

@@ -177,7 +177,23 @@ pub async fn get_json(
     sockets: &SocketFactory,
     limit: usize,
 ) -> Result<serde_json::Value, String> {
-    use http_body_util::{BodyExt as _, Empty, Limited};
+    let (status, body) = exchange_json(url, None, tls, sockets, limit).await?;
+    if !status.is_success() {
+        return Err(format!("{url}: HTTP {status}"));
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON: {e}"))
+}
+
+/// One small JSON exchange of the gateway's own (GET, or POST of `body`): the status and
+/// the answer's bytes (up to `limit`).
+pub async fn exchange_json(
+    url: &url::Url,
+    body: Option<Vec<u8>>,
+    tls: Arc<ClientConfig>,
+    sockets: &SocketFactory,
+    limit: usize,
+) -> Result<(http::StatusCode, Bytes), String> {
+    use http_body_util::{BodyExt as _, Full, Limited};
 
     let host = url.host_str().ok_or_else(|| format!("{url}: no host"))?;
     let port = url
@@ -199,11 +215,7 @@ pub async fn get_json(
         {
             None
         }
-        _ => {
-            return Err(format!(
-                "{url}: only https (or http on loopback) is fetched"
-            ))
-        }
+        _ => return Err(format!("{url}: only https (or http on loopback) is used")),
     };
     let dest = Destination::Name(crate::config::HostPort { host, port });
     let upstream = Upstream::new(UpstreamTarget { dest, tls }, sockets.clone());
@@ -215,10 +227,20 @@ pub async fn get_json(
         Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
         None => url.host_str().unwrap_or_default().to_owned(),
     };
+    let payload = Bytes::from(body.clone().unwrap_or_default());
     let response = upstream
         .send(|h2| {
-            let empty = Empty::new().map_err(|never| match never {}).boxed_unsync();
-            let mut req = Request::new(empty);
+            let full = Full::new(payload.clone())
+                .map_err(|never| match never {})
+                .boxed_unsync();
+            let mut req = Request::new(full);
+            if body.is_some() {
+                *req.method_mut() = http::Method::POST;
+                req.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+            }
             if h2 {
                 *req.version_mut() = http::Version::HTTP_2;
                 *req.uri_mut() = url.as_str().parse().unwrap_or_default();
@@ -242,8 +264,5 @@ pub async fn get_json(
         .await
         .map_err(|e| format!("{url}: {e}"))?
         .to_bytes();
-    if !status.is_success() {
-        return Err(format!("{url}: HTTP {status}"));
-    }
-    serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON: {e}"))
+    Ok((status, body))
 }

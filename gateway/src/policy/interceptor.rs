@@ -11,6 +11,7 @@ use std::{
 use serde_json::{json, Value};
 
 use super::{Action, Call, Decision, Policy};
+use crate::approval::Approvals;
 use crate::mcp::{
     interceptor::{Exchange, Interceptor, Verdict},
     jsonrpc::code,
@@ -32,6 +33,8 @@ struct ToolsSeen {
 
 pub struct PolicyInterceptor {
     policy: RwLock<Arc<Policy>>,
+    /// Grants that let `approve` calls through; `None`: approvals are off.
+    approvals: Option<Arc<Approvals>>,
     sessions: Mutex<(
         HashMap<String, ToolsSeen>,
         std::collections::VecDeque<String>,
@@ -39,9 +42,10 @@ pub struct PolicyInterceptor {
 }
 
 impl PolicyInterceptor {
-    pub fn new(policy: Policy) -> Self {
+    pub fn new(policy: Policy, approvals: Option<Arc<Approvals>>) -> Self {
         Self {
             policy: RwLock::new(Arc::new(policy)),
+            approvals,
             sessions: Mutex::new(Default::default()),
         }
     }
@@ -207,6 +211,20 @@ impl Interceptor for PolicyInterceptor {
                 _ => self.policy().decide(&call),
             },
             Direction::ServerToClient => self.policy().decide_server_request(&call),
+        };
+        // A live grant lets an `approve` call through without a new approval.
+        let decision = match (decision.action, &self.approvals, call.tool) {
+            (Action::Approve, Some(approvals), Some(tool)) => {
+                match approvals.covering_grant(&exchange.subject.name, call.server, tool) {
+                    Some(grant) => Decision {
+                        action: Action::Allow,
+                        reason: format!("covered by grant {grant} (rule `{}`)", decision.rule),
+                        ..decision
+                    },
+                    None => decision,
+                }
+            }
+            _ => decision,
         };
         tracing::debug!(session = exchange.id, subject = %exchange.subject.name, method = call.method, tool = call.tool, rule = %decision.rule, action = ?decision.action, "policy decision");
         let verdict = match decision.action {

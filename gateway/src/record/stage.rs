@@ -121,6 +121,10 @@ impl Recording {
             Err(error) if direction == Direction::ServerToClient => {
                 (json!({"withheld": error.message}), "withheld".to_owned())
             }
+            // Held for approval: it may still go through once approved.
+            Err(e) if e.code == crate::mcp::jsonrpc::code::APPROVAL_REQUIRED => {
+                (Value::Object(msg.raw.clone()), "held".to_owned())
+            }
             Err(_) => (Value::Object(msg.raw.clone()), "refused".to_owned()),
         };
         self.recorder.record(

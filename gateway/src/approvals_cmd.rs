@@ -1,0 +1,205 @@
+//! `mcpgw approvals` and `mcpgw grants`: the approver's side of just-in-time access, over
+//! the admin socket. The approver is the Unix user running the command (groups from
+//! `[approval.approvers]`), or the subject of an OIDC token given with `--token`.
+
+use std::{collections::HashSet, process::ExitCode, time::Duration};
+
+use clap::Subcommand;
+use gateway::admin::{self, Request};
+use serde_json::Value;
+
+use crate::{fail, Output};
+
+#[derive(Subcommand)]
+pub enum ApprovalsCommand {
+    /// Pending approvals (all recent ones with --all).
+    List {
+        #[arg(long)]
+        all: bool,
+        /// Keep printing new pending approvals as they come.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// One approval and its history.
+    Show { id: String },
+    Approve {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        /// Decide as the subject of this OIDC access token.
+        #[arg(long)]
+        token: Option<String>,
+    },
+    Deny {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        token: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum GrantsCommand {
+    /// Live grants.
+    List,
+    /// End a grant now.
+    Revoke {
+        id: String,
+        #[arg(long)]
+        token: Option<String>,
+    },
+}
+
+fn call(
+    runtime: &tokio::runtime::Runtime,
+    socket: &std::path::Path,
+    request: &Request,
+) -> Result<Value, String> {
+    runtime
+        .block_on(admin::call(socket, request))
+        .map_err(|e| e.to_string())
+}
+
+pub fn approvals(
+    runtime: &tokio::runtime::Runtime,
+    socket: &std::path::Path,
+    output: Output,
+    command: ApprovalsCommand,
+) -> ExitCode {
+    let request = match command {
+        ApprovalsCommand::List { all, watch: true } => return watch(runtime, socket, output, all),
+        ApprovalsCommand::List { all, watch: false } => Request::ApprovalsList { all },
+        ApprovalsCommand::Show { id } => Request::ApprovalsShow { id },
+        ApprovalsCommand::Approve { id, reason, token } => {
+            Request::ApprovalsApprove { id, reason, token }
+        }
+        ApprovalsCommand::Deny { id, reason, token } => {
+            Request::ApprovalsDeny { id, reason, token }
+        }
+    };
+    let is_list = matches!(request, Request::ApprovalsList { .. });
+    match call(runtime, socket, &request) {
+        Ok(result) => {
+            match output {
+                Output::Json => println!("{result}"),
+                Output::Table if is_list => print_approvals(&result, true),
+                Output::Table => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&result).unwrap_or_default()
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// Prints pending approvals as they appear, until interrupted.
+fn watch(
+    runtime: &tokio::runtime::Runtime,
+    socket: &std::path::Path,
+    output: Output,
+    all: bool,
+) -> ExitCode {
+    let mut seen = HashSet::new();
+    let mut header = true;
+    loop {
+        let list = match call(runtime, socket, &Request::ApprovalsList { all }) {
+            Ok(list) => list,
+            Err(e) => return fail(e),
+        };
+        let mut fresh: Vec<Value> = list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| seen.insert(a["id"].as_str().unwrap_or_default().to_owned()))
+            .cloned()
+            .collect();
+        fresh.reverse(); // oldest first, as they came
+        for approval in &fresh {
+            match output {
+                Output::Json => println!("{approval}"),
+                Output::Table => {
+                    print_approvals(&Value::Array(vec![approval.clone()]), header);
+                    header = false;
+                }
+            }
+        }
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn print_approvals(list: &Value, header: bool) {
+    if header {
+        println!(
+            "{:<16} {:<9} {:<20} {:<12} {:<20} {:<20} ARGUMENTS",
+            "ID", "STATE", "SUBJECT", "SERVER", "TOOL", "RULE"
+        );
+    }
+    for a in list.as_array().into_iter().flatten() {
+        let s = |k: &str| a[k].as_str().unwrap_or("-").to_owned();
+        let mut args = s("arguments");
+        if args.chars().count() > 60 {
+            args = args.chars().take(59).collect::<String>() + "…";
+        }
+        println!(
+            "{:<16} {:<9} {:<20} {:<12} {:<20} {:<20} {}",
+            s("id"),
+            s("state"),
+            s("subject"),
+            s("server"),
+            s("tool"),
+            s("rule"),
+            args
+        );
+    }
+}
+
+pub fn grants(
+    runtime: &tokio::runtime::Runtime,
+    socket: &std::path::Path,
+    output: Output,
+    command: GrantsCommand,
+) -> ExitCode {
+    let request = match command {
+        GrantsCommand::List => Request::GrantsList,
+        GrantsCommand::Revoke { id, token } => Request::GrantsRevoke { id, token },
+    };
+    let is_list = matches!(request, Request::GrantsList);
+    match call(runtime, socket, &request) {
+        Ok(result) => {
+            match output {
+                Output::Json => println!("{result}"),
+                Output::Table if is_list => {
+                    println!(
+                        "{:<16} {:<20} {:<12} {:<24} {:<16} EXPIRES_MS",
+                        "ID", "SUBJECT", "SERVER", "TOOLS", "APPROVAL"
+                    );
+                    for g in result.as_array().into_iter().flatten() {
+                        let tools: Vec<&str> = g["tools"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(Value::as_str)
+                            .collect();
+                        println!(
+                            "{:<16} {:<20} {:<12} {:<24} {:<16} {}",
+                            g["id"].as_str().unwrap_or("-"),
+                            g["subject"].as_str().unwrap_or("-"),
+                            g["server"].as_str().unwrap_or("-"),
+                            tools.join(","),
+                            g["approval"].as_str().unwrap_or("-"),
+                            g["expires_ms"]
+                        );
+                    }
+                }
+                Output::Table => println!("revoked {}", result["id"].as_str().unwrap_or("-")),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
