@@ -8,8 +8,13 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::mcp::{node_bin, node_peers_dir, spawn_until, Stream, TestCa};
-use crate::{run, Netns, Proc};
+use std::fs;
+
+use crate::mcp::{
+    mcp_client_py_with, mcp_server, node_bin, node_peers_dir, peers_venv_python, spawn_until, Era,
+    McpTransport, Stream, TestCa,
+};
+use crate::{gateway_config, run, Cgroup, Gateway, Netns, Proc, TempDir, NOBODY};
 
 /// A client the provider knows, with the claims its tokens carry.
 pub struct OidcClient<'a> {
@@ -148,4 +153,150 @@ impl OidcProvider {
             .collect();
         Ok((bad, script(true)?.trim().to_owned()))
     }
+}
+
+pub const TARGET: &str = "10.0.3.17:8443";
+pub const URL: &str = "https://10.0.3.17:8443/mcp";
+pub const IDP_PORT: u16 = 9450;
+pub const AUDIENCE: &str = "mcp-gateway";
+
+/// A gateway that requires tokens from a real OIDC provider, the Python SDK server behind
+/// it, and a client bundle trusting both.
+pub struct OidcWorld {
+    pub gw: Gateway,
+    pub idp: OidcProvider,
+    /// Trusted by clients: the gateway's host CA and the test CA (the provider's TLS).
+    pub bundle: PathBuf,
+    pub _server: Proc,
+    pub tmp: TempDir,
+    pub cg: Cgroup,
+    pub ns: Netns,
+}
+
+impl OidcWorld {
+    /// `rest`: policy and other sections of the configuration.
+    pub fn start(clients: &[OidcClient], rest: &str) -> Self {
+        let ns = Netns::new().expect("netns");
+        let cg = Cgroup::new().expect("cgroup");
+        let tmp = TempDir::new().expect("temp dir");
+        let ca = TestCa::new(tmp.path(), &["mcp.test", "10.0.3.17", "127.0.0.1"]).expect("test CA");
+        let idp = OidcProvider::start(&ns, tmp.path(), &ca, IDP_PORT, AUDIENCE, clients, "key-1")
+            .expect("OIDC provider");
+        let server =
+            mcp_server(&ns, TARGET, McpTransport::StreamableHttp, Some(&ca)).expect("MCP server");
+        let servers = format!(
+            r#"[[servers]]
+name    = "mcp"
+match   = ["{TARGET}"]
+ca_file = {ca:?}
+
+[[identity.oidc]]
+issuer    = "{issuer}"
+# The SDK's own OAuth flow asks for a token for the server's URL (RFC 8707 resource).
+audiences  = ["{AUDIENCE}", "{URL}"]
+# The provider signs RS256; PS256 with the same key is refused by this allow-list.
+algorithms = ["RS256"]
+ca_file    = {ca:?}
+{rest}"#,
+            ca = ca.ca_pem.display().to_string(),
+            issuer = idp.issuer,
+        );
+        let gw = Gateway::start(&ns, Some(&cg), &gateway_config(&cg, "open", &servers))
+            .expect("gateway");
+        let mut pem = gw.cli_ok(&["ca", "export"]).stdout;
+        pem.extend(fs::read(&ca.ca_pem).expect("test CA"));
+        let bundle = tmp.path().join("bundle.pem");
+        fs::write(&bundle, pem).expect("bundle");
+        Self {
+            gw,
+            idp,
+            bundle,
+            _server: server,
+            tmp,
+            cg,
+            ns,
+        }
+    }
+
+    pub fn token(&self, client: &OidcClient) -> String {
+        self.idp.token(&self.ns, client).expect("token")
+    }
+
+    /// The Python SDK client, unmodified, as uid 65534 through the redirect.
+    pub fn client(&self, extra: &[&str]) -> anyhow::Result<Value> {
+        mcp_client_py_with(
+            self.cg.cmd(&self.ns, Some(NOBODY), peers_venv_python()),
+            URL,
+            McpTransport::StreamableHttp,
+            Era::Session,
+            Some(&self.bundle),
+            extra,
+        )
+    }
+
+    /// Runs steps in one session with `token`; each step's outcome.
+    pub fn steps(&self, token: &str, steps: Value) -> Vec<Value> {
+        let steps = steps.to_string();
+        let v = self
+            .client(&["--bearer", token, "--steps", &steps])
+            .unwrap_or_else(|e| panic!("client: {e:#}\n--- gateway log ---\n{}", self.gw.log()));
+        v["steps"].as_array().expect("steps").clone()
+    }
+
+    /// A raw MCP initialize POST through the redirect with `authorization` (curl, as uid
+    /// 65534): the HTTP status, headers and body.
+    pub fn raw_post(&self, authorization: Option<&str>) -> (u16, String, String) {
+        let dir = self.tmp.path();
+        let (headers, body) = (dir.join("curl-headers"), dir.join("curl-body"));
+        let mut cmd = self.cg.cmd(&self.ns, None, "curl");
+        cmd.args(["-sS", "-m", "10", "-X", "POST"])
+            .arg("--cacert")
+            .arg(&self.bundle)
+            .args(["-H", "content-type: application/json"])
+            .args(["-H", "accept: application/json, text/event-stream"])
+            .arg("-D")
+            .arg(&headers)
+            .arg("-o")
+            .arg(&body)
+            .args(["-w", "%{http_code}"])
+            .args(["--data", r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}"#]);
+        if let Some(a) = authorization {
+            cmd.args(["-H", &format!("authorization: {a}")]);
+        }
+        cmd.arg(URL);
+        let out = cmd.output().expect("curl");
+        let status = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        let mut body = fs::read_to_string(body).unwrap_or_default();
+        if status == 0 {
+            body = format!(
+                "curl failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        (
+            status,
+            fs::read_to_string(headers).unwrap_or_default(),
+            body,
+        )
+    }
+}
+
+/// A step's JSON-RPC error: code and the rule that refused.
+pub fn error_rule(step: &Value) -> (i64, &str) {
+    (
+        step["error"]["code"].as_i64().unwrap_or(0),
+        step["error"]["data"]["rule"].as_str().unwrap_or("-"),
+    )
+}
+
+/// A `list` step's tool names.
+pub fn tools(step: &Value) -> Vec<&str> {
+    step["tools"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
 }

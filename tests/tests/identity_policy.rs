@@ -4,19 +4,18 @@
 //! guardrails and blocks a rug pull. Forged and broken tokens get 401; a rotated key is
 //! picked up without a restart; the policy reloads on SIGHUP and `mcpgw policy reload`.
 
-use std::{fs, path::PathBuf, process::Command, time::Duration};
+use std::{fs, process::Command, time::Duration};
 
 use mcpgw_tests::{
     mcp::*,
-    oidc::{OidcClient, OidcProvider},
+    oidc::{error_rule, tools, OidcClient, OidcWorld, TARGET, URL},
     *,
 };
 use serde_json::{json, Value};
 
-const TARGET: &str = "10.0.3.17:8443";
-const URL: &str = "https://10.0.3.17:8443/mcp";
-const IDP_PORT: u16 = 9450;
-const AUDIENCE: &str = "mcp-gateway";
+fn world(policy: &str) -> OidcWorld {
+    OidcWorld::start(&[ALICE, BOB], policy)
+}
 
 const ALICE: OidcClient = OidcClient {
     id: "alice-agent",
@@ -49,150 +48,6 @@ id       = "no-drop-table"
 argument = '(?i)\bdrop\s+table\b'
 action   = "deny"
 "#;
-
-struct World {
-    gw: Gateway,
-    idp: OidcProvider,
-    /// Trusted by clients: the gateway's host CA and the test CA (the provider's TLS).
-    bundle: PathBuf,
-    _server: Proc,
-    tmp: TempDir,
-    cg: Cgroup,
-    ns: Netns,
-}
-
-fn world(policy: &str) -> World {
-    let ns = Netns::new().expect("netns");
-    let cg = Cgroup::new().expect("cgroup");
-    let tmp = TempDir::new().expect("temp dir");
-    let ca = TestCa::new(tmp.path(), &["mcp.test", "10.0.3.17", "127.0.0.1"]).expect("test CA");
-    let idp = OidcProvider::start(
-        &ns,
-        tmp.path(),
-        &ca,
-        IDP_PORT,
-        AUDIENCE,
-        &[ALICE, BOB],
-        "key-1",
-    )
-    .expect("OIDC provider");
-    let server =
-        mcp_server(&ns, TARGET, McpTransport::StreamableHttp, Some(&ca)).expect("MCP server");
-    let servers = format!(
-        r#"[[servers]]
-name    = "mcp"
-match   = ["{TARGET}"]
-ca_file = {ca:?}
-
-[[identity.oidc]]
-issuer    = "{issuer}"
-# The SDK's own OAuth flow asks for a token for the server's URL (RFC 8707 resource).
-audiences  = ["{AUDIENCE}", "{URL}"]
-# The provider signs RS256; PS256 with the same key is refused by this allow-list.
-algorithms = ["RS256"]
-ca_file    = {ca:?}
-{policy}"#,
-        ca = ca.ca_pem.display().to_string(),
-        issuer = idp.issuer,
-    );
-    let gw =
-        Gateway::start(&ns, Some(&cg), &gateway_config(&cg, "open", &servers)).expect("gateway");
-    let mut pem = gw.cli_ok(&["ca", "export"]).stdout;
-    pem.extend(fs::read(&ca.ca_pem).expect("test CA"));
-    let bundle = tmp.path().join("bundle.pem");
-    fs::write(&bundle, pem).expect("bundle");
-    World {
-        gw,
-        idp,
-        bundle,
-        _server: server,
-        tmp,
-        cg,
-        ns,
-    }
-}
-
-impl World {
-    fn token(&self, client: &OidcClient) -> String {
-        self.idp.token(&self.ns, client).expect("token")
-    }
-
-    /// The Python SDK client, unmodified, as uid 65534 through the redirect.
-    fn client(&self, extra: &[&str]) -> anyhow::Result<Value> {
-        mcp_client_py_with(
-            self.cg.cmd(&self.ns, Some(NOBODY), peers_venv_python()),
-            URL,
-            McpTransport::StreamableHttp,
-            Era::Session,
-            Some(&self.bundle),
-            extra,
-        )
-    }
-
-    /// Runs steps in one session with `token`; each step's outcome.
-    fn steps(&self, token: &str, steps: Value) -> Vec<Value> {
-        let steps = steps.to_string();
-        let v = self
-            .client(&["--bearer", token, "--steps", &steps])
-            .unwrap_or_else(|e| panic!("client: {e:#}\n--- gateway log ---\n{}", self.gw.log()));
-        v["steps"].as_array().expect("steps").clone()
-    }
-
-    /// A raw MCP initialize POST through the redirect with `authorization` (curl, as uid
-    /// 65534): the HTTP status, headers and body.
-    fn raw_post(&self, authorization: Option<&str>) -> (u16, String, String) {
-        let dir = self.tmp.path();
-        let (headers, body) = (dir.join("curl-headers"), dir.join("curl-body"));
-        let mut cmd = self.cg.cmd(&self.ns, None, "curl");
-        cmd.args(["-sS", "-m", "10", "-X", "POST"])
-            .arg("--cacert")
-            .arg(&self.bundle)
-            .args(["-H", "content-type: application/json"])
-            .args(["-H", "accept: application/json, text/event-stream"])
-            .arg("-D")
-            .arg(&headers)
-            .arg("-o")
-            .arg(&body)
-            .args(["-w", "%{http_code}"])
-            .args(["--data", r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}"#]);
-        if let Some(a) = authorization {
-            cmd.args(["-H", &format!("authorization: {a}")]);
-        }
-        cmd.arg(URL);
-        let out = cmd.output().expect("curl");
-        let status = String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .unwrap_or(0);
-        let mut body = fs::read_to_string(body).unwrap_or_default();
-        if status == 0 {
-            body = format!(
-                "curl failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        (
-            status,
-            fs::read_to_string(headers).unwrap_or_default(),
-            body,
-        )
-    }
-}
-
-fn error_rule(step: &Value) -> (i64, &str) {
-    (
-        step["error"]["code"].as_i64().unwrap_or(0),
-        step["error"]["data"]["rule"].as_str().unwrap_or("-"),
-    )
-}
-
-fn tools(step: &Value) -> Vec<&str> {
-    step["tools"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default()
-}
 
 #[test]
 fn tokens_identify_callers_and_policy_decides_each_call() {

@@ -1,0 +1,311 @@
+//! Just-in-time approvals end to end: the official Python SDK client (holding only its OIDC
+//! token) calls a tool whose rule says `approve`; the call is held while `mcpgw approvals`
+//! (another process, over the admin socket) approves or denies it; the grant covers later
+//! calls until it expires or is revoked; nothing pending or granted is lost in a restart.
+
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt,
+    process::Command,
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use mcpgw_tests::{
+    mcp::*,
+    oidc::{OidcClient, OidcWorld, URL},
+    *,
+};
+use serde_json::{json, Value};
+
+const ALICE: OidcClient = OidcClient {
+    id: "alice-agent",
+    secret: "alice-secret",
+    groups: &["analysts"],
+    email: "alice@example.com",
+};
+const BOB: OidcClient = OidcClient {
+    id: "bob-lead",
+    secret: "bob-secret",
+    groups: &["sre-leads"],
+    email: "bob@example.com",
+};
+const CAROL: OidcClient = OidcClient {
+    id: "carol-intern",
+    secret: "carol-secret",
+    groups: &["interns"],
+    email: "carol@example.com",
+};
+
+/// `run_sql` needs an sre-lead's approval; grants last `ttl`; calls are held `hold`.
+fn config(ttl: &str, hold: &str) -> String {
+    format!(
+        r#"
+[[policy.rules]]
+id     = "analysts-read"
+groups = ["analysts"]
+tools  = ["query_sales", "echo"]
+action = "allow"
+
+[[policy.rules]]
+id        = "sql-needs-approval"
+groups    = ["analysts", "sre-leads"]
+tools     = ["run_sql"]
+action    = "approve"
+approvers = ["sre-leads"]
+grant_ttl = "{ttl}"
+
+[approval]
+hold = "{hold}"
+
+[approval.approvers]
+root = ["sre-leads"]
+"#
+    )
+}
+
+fn world(ttl: &str, hold: &str) -> OidcWorld {
+    OidcWorld::start(&[ALICE, BOB, CAROL], &config(ttl, hold))
+}
+
+/// `run_sql` called in the background, as the client would: its one step's outcome.
+fn call_in_background(w: &OidcWorld, token: &str, sql: &str) -> JoinHandle<Value> {
+    let steps = json!([{"call": "run_sql", "args": {"sql": sql}}]).to_string();
+    let cmd = w.cg.cmd(&w.ns, Some(NOBODY), peers_venv_python());
+    let (bundle, token) = (w.bundle.clone(), token.to_owned());
+    std::thread::spawn(move || {
+        let v = mcp_client_py_with(
+            cmd,
+            URL,
+            McpTransport::StreamableHttp,
+            Era::Session,
+            Some(&bundle),
+            &["--bearer", &token, "--steps", &steps],
+        )
+        .unwrap_or_else(|e| json!({"error": format!("{e:#}")}));
+        v["steps"][0].clone()
+    })
+}
+
+fn cli_json(w: &OidcWorld, args: &[&str]) -> Value {
+    let mut all = vec!["--output", "json"];
+    all.extend(args);
+    let out = w.gw.cli_ok(&all);
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+/// Waits for a pending approval for `sql` and returns it.
+fn pending(w: &OidcWorld, sql: &str) -> Value {
+    wait_for(Duration::from_secs(15), || {
+        cli_json(w, &["approvals", "list"])
+            .as_array()?
+            .iter()
+            .find(|a| a["arguments"].as_str().is_some_and(|s| s.contains(sql)))
+            .cloned()
+    })
+    .unwrap_or_else(|| panic!("no pending approval for {sql}\n{}", w.gw.log()))
+}
+
+fn text(step: &Value) -> &str {
+    step["result"]["text"].as_str().unwrap_or("-")
+}
+
+#[test]
+fn held_calls_complete_after_approval_and_grants_cover_until_expiry_or_revoke() {
+    if !require_root() {
+        return;
+    }
+    let w = world("8s", "3s");
+    let alice = w.token(&ALICE);
+
+    // Held, then approved from another process: the call completes with the real result.
+    let call = call_in_background(&w, &alice, "select 1");
+    let a = pending(&w, "select 1");
+    assert_eq!(a["subject"], "alice-agent");
+    assert_eq!(a["tool"], "run_sql");
+    assert_eq!(a["rule"], "sql-needs-approval");
+    assert_eq!(a["approvers"], json!(["sre-leads"]));
+    assert_eq!(a["process"]["uid"], NOBODY, "process attribution: {a}");
+    let id = a["id"].as_str().expect("id").to_owned();
+    let approved = Instant::now();
+    let decided = cli_json(&w, &["approvals", "approve", &id, "--reason", "looks fine"]);
+    assert_eq!(decided["state"], "approved", "{decided}");
+    let step = call.join().expect("client");
+    assert_eq!(text(&step), "would run: select 1", "{step}\n{}", w.gw.log());
+    eprintln!("approve → result at the client: {:?}", approved.elapsed());
+
+    // The grant covers the next call at once, with no new approval.
+    let grants = cli_json(&w, &["grants", "list"]);
+    let grant = grants[0]["id"].as_str().expect("a grant").to_owned();
+    assert_eq!(grants[0]["tools"], json!(["run_sql"]));
+    let step = call_in_background(&w, &alice, "select 2").join().unwrap();
+    assert_eq!(text(&step), "would run: select 2", "{step}");
+    let all = cli_json(&w, &["approvals", "list", "--all"]);
+    assert_eq!(
+        all.as_array().map(Vec::len),
+        Some(1),
+        "no new approval: {all}"
+    );
+
+    // Revoked: the next call is held again; nobody decides within the hold, so the
+    // client gets the retryable error naming the approval...
+    w.gw.cli_ok(&["grants", "revoke", &grant]);
+    let step = call_in_background(&w, &alice, "select 3").join().unwrap();
+    assert_eq!(step["error"]["code"], -32004, "{step}");
+    let late = step["error"]["data"]["approval"]
+        .as_str()
+        .expect("approval id");
+    assert!(
+        step["error"]["message"].as_str().unwrap().contains("retry"),
+        "{step}"
+    );
+    // ...and an approval that comes late still grants: the retry passes.
+    w.gw.cli_ok(&["approvals", "approve", late]);
+    let step = call_in_background(&w, &alice, "select 3").join().unwrap();
+    assert_eq!(text(&step), "would run: select 3", "{step}");
+
+    // The grant ends at its expiry: held again (and denied this time, with the reason).
+    std::thread::sleep(Duration::from_secs(9));
+    assert_eq!(cli_json(&w, &["grants", "list"]), json!([]), "expired");
+    let call = call_in_background(&w, &alice, "select 4");
+    let a = pending(&w, "select 4");
+    w.gw.cli_ok(&[
+        "approvals",
+        "deny",
+        a["id"].as_str().unwrap(),
+        "--reason",
+        "not during the freeze",
+    ]);
+    let step = call.join().unwrap();
+    assert_eq!(step["error"]["code"], -32001, "{step}");
+    assert_eq!(
+        step["error"]["message"], "denied by approver root: not during the freeze",
+        "{step}"
+    );
+
+    // The audit trail: who did what.
+    let shown = cli_json(&w, &["approvals", "show", &id]);
+    let history: Vec<(&str, &str)> = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["action"].as_str().unwrap(), h["actor"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        history,
+        [("requested", "alice-agent"), ("approved", "root")]
+    );
+}
+
+#[test]
+fn approvers_are_checked_and_the_socket_is_guarded() {
+    if !require_root() {
+        return;
+    }
+    let w = world("10m", "20s");
+    let (alice, bob, carol) = (w.token(&ALICE), w.token(&BOB), w.token(&CAROL));
+    let call = call_in_background(&w, &alice, "select 5");
+    let a = pending(&w, "select 5");
+    let id = a["id"].as_str().unwrap().to_owned();
+
+    let refused = |args: &[&str], why: &str| {
+        let out = w.gw.cli(args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{args:?} must fail");
+        assert!(err.contains(why), "{args:?}: {err}");
+    };
+    refused(
+        &["approvals", "approve", &id, "--token", &alice],
+        "alice-agent requested this call and cannot decide on it",
+    );
+    refused(
+        &["approvals", "approve", &id, "--token", &carol],
+        "carol-intern is not in an approver group of rule `sql-needs-approval`",
+    );
+    refused(
+        &["approvals", "approve", &id, "--token", "not-a-token"],
+        "invalid token",
+    );
+
+    // A Unix user outside the admin group cannot use the socket at all.
+    fs::set_permissions(w.gw.dir(), fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(mcpgw_bin())
+        .arg("--socket")
+        .arg(w.gw.admin_socket())
+        .args(["approvals", "approve", &id])
+        .output()
+        .expect("setpriv");
+    assert!(!out.status.success(), "nobody must not administer");
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(err.contains("permission denied"), "{err}");
+
+    // An sre-lead's token approves; the held call completes.
+    let decided = cli_json(&w, &["approvals", "approve", &id, "--token", &bob]);
+    assert_eq!(decided["state"], "approved");
+    assert_eq!(decided["decisions"][0]["by"], "bob-lead");
+    let step = call.join().unwrap();
+    assert_eq!(text(&step), "would run: select 5", "{step}");
+}
+
+#[test]
+fn pending_approvals_and_grants_survive_a_restart() {
+    if !require_root() {
+        return;
+    }
+    let mut w = world("10m", "2s");
+    let alice = w.token(&ALICE);
+    // One granted, one left pending (its call timed out).
+    let call = call_in_background(&w, &alice, "select 6");
+    let a = pending(&w, "select 6");
+    w.gw.cli_ok(&["approvals", "approve", a["id"].as_str().unwrap()]);
+    assert_eq!(text(&call.join().unwrap()), "would run: select 6");
+    let step = call_in_background(&w, &alice, "delete from t where id = 7")
+        .join()
+        .unwrap();
+    // Covered: the grant is for run_sql whatever the arguments.
+    assert!(text(&step).starts_with("would run"), "{step}");
+    let grants_before = cli_json(&w, &["grants", "list"]);
+
+    // Revoke nothing; kill the gateway hard, and start another on the same state.
+    let state = w.gw.dir().join("state");
+    let config = fs::read_to_string(w.gw.dir().join("mcpgw.toml")).expect("config");
+    let step = {
+        // A held call left pending.
+        w.gw.cli_ok(&["grants", "revoke", grants_before[0]["id"].as_str().unwrap()]);
+        call_in_background(&w, &alice, "select 8").join().unwrap()
+    };
+    assert_eq!(step["error"]["code"], -32004, "{step}");
+    let call = call_in_background(&w, &alice, "select 9");
+    let a9 = pending(&w, "select 9");
+    w.gw.cli_ok(&["approvals", "approve", a9["id"].as_str().unwrap()]);
+    assert_eq!(text(&call.join().unwrap()), "would run: select 9");
+    let grants_live = cli_json(&w, &["grants", "list"]);
+    let pending_before = cli_json(&w, &["approvals", "list"]);
+    assert_eq!(
+        pending_before.as_array().map(Vec::len),
+        Some(1),
+        "{pending_before}"
+    );
+
+    w.gw.kill9();
+    // The saved configuration names the first gateway's state dir: the same CA, store and keys.
+    assert!(config.contains(&state.display().to_string()));
+    let gw2 = Gateway::start(&w.ns, Some(&w.cg), &config).expect("restarted gateway");
+    let pending_after: Value = serde_json::from_slice(
+        &gw2.cli_ok(&["--output", "json", "approvals", "list"])
+            .stdout,
+    )
+    .unwrap();
+    let grants_after: Value =
+        serde_json::from_slice(&gw2.cli_ok(&["--output", "json", "grants", "list"]).stdout)
+            .unwrap();
+    assert_eq!(pending_after, pending_before, "pending approvals kept");
+    assert_eq!(grants_after, grants_live, "live grants kept");
+    // The first gateway's directory (holding the state) must outlive the second.
+    let _first = std::mem::replace(&mut w.gw, gw2);
+    // The grant still covers calls through the new gateway.
+    let step = call_in_background(&w, &alice, "select 10").join().unwrap();
+    assert_eq!(text(&step), "would run: select 10", "{step}");
+}
