@@ -132,7 +132,13 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> a
     ));
     // Policy before masking: a refused call never reaches the server, and tool lists are
     // filtered before anything else sees them.
-    let mut stages: Vec<Arc<dyn Interceptor>> = vec![Arc::new(LoggingInterceptor), policy.clone()];
+    let mut stages: Vec<Arc<dyn Interceptor>> = vec![
+        Arc::new(LoggingInterceptor),
+        policy.clone(),
+        Arc::new(crate::creds::static_keys::StaticKeyGuard::new(
+            &config.servers,
+        )),
+    ];
     let mut preview_masker = None;
     let masking = match &config.masking {
         Some(masking) => {
@@ -169,6 +175,9 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> a
     );
     l7.approvals = Some(approvals.clone());
     l7.preview_masker = preview_masker;
+    if config.servers.iter().any(|s| s.aws.is_some()) {
+        l7.minter = Some(Arc::new(crate::creds::Minter::new(sockets.clone()).await?));
+    }
     let proxy = Arc::new(Proxy {
         orig_dst,
         l7: Arc::new(l7),

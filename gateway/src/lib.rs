@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod approval;
 pub mod config;
+pub mod creds;
 pub mod daemon;
 pub mod glob;
 pub mod http;

@@ -212,6 +212,16 @@ impl Approvals {
             .map(|g| g.id.clone())
     }
 
+    /// A live grant by id.
+    pub fn grant(&self, id: &str) -> Option<Grant> {
+        self.grants
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|g| g.id == id)
+            .cloned()
+    }
+
     /// Creates a pending approval, logs it and notifies the webhook.
     pub fn request(&self, new: NewApproval) -> Result<Approval, String> {
         let now = now_ms();

@@ -149,6 +149,10 @@ pub struct ServerConfig {
     pub non_http: NonHttp,
     /// Pass the caller's bearer token upstream (by default the gateway consumes it).
     pub forward_token: bool,
+    /// `[servers.aws]`: per-call STS credentials and SigV4 signing.
+    pub aws: Option<crate::creds::AwsServer>,
+    /// What long-lived AWS keys in client traffic get.
+    pub static_keys: crate::creds::static_keys::StaticKeys,
 }
 
 /// What a client dials that the gateway intercepts.
@@ -389,6 +393,26 @@ struct RawServer {
     non_http: NonHttp,
     #[serde(default)]
     forward_token: bool,
+    aws: Option<RawAws>,
+    static_keys: Option<crate::creds::static_keys::StaticKeys>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAws {
+    role_arn: String,
+    region: String,
+    service: String,
+    #[serde(default = "default_mode")]
+    credentials: crate::creds::Mode,
+    session_policy: Option<String>,
+    duration: Option<String>,
+    max_duration: Option<String>,
+    sts_endpoint: Option<String>,
+}
+
+fn default_mode() -> crate::creds::Mode {
+    crate::creds::Mode::AssumeRole
 }
 
 /// Parses and validates a configuration; every problem is reported at once.
@@ -558,6 +582,16 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
                 tls_skip_verify: s.tls_skip_verify,
                 non_http: s.non_http,
                 forward_token: s.forward_token,
+                static_keys: s.static_keys.unwrap_or(if s.aws.is_some() {
+                    crate::creds::static_keys::StaticKeys::Block
+                } else {
+                    crate::creds::static_keys::StaticKeys::Log
+                }),
+                aws: s.aws.and_then(|a| {
+                    parse_aws(a)
+                        .map_err(|e| errors.push(format!("{where_}.aws: {e}")))
+                        .ok()
+                }),
             }
         })
         .collect::<Vec<ServerConfig>>();
@@ -626,6 +660,64 @@ fn duration(
             default
         }
     }
+}
+
+fn parse_aws(raw: RawAws) -> Result<crate::creds::AwsServer, String> {
+    let arn = &raw.role_arn;
+    if !(arn.starts_with("arn:") && arn.contains(":role/")) {
+        return Err(format!("role_arn `{arn}` is not a role ARN"));
+    }
+    if raw.region.is_empty() || raw.service.is_empty() {
+        return Err("region and service must not be empty".into());
+    }
+    let mut errors = Vec::new();
+    let duration = duration(
+        "duration",
+        raw.duration.as_deref(),
+        Duration::from_secs(900),
+        &mut errors,
+    );
+    let max_duration = duration_max(raw.max_duration.as_deref(), &mut errors);
+    if let Some(e) = errors.pop() {
+        return Err(e);
+    }
+    if !(900..=43_200).contains(&duration.as_secs())
+        || !(900..=43_200).contains(&max_duration.as_secs())
+    {
+        return Err("duration and max_duration must be between 15m and 12h (STS limits)".into());
+    }
+    if let Some(template) = &raw.session_policy {
+        let subject = crate::identity::Subject::named("subject", vec![]);
+        let scope = crate::creds::CallScope {
+            subject: &subject,
+            server: "server",
+            tool: Some("tool"),
+            gateway_session: 0,
+            approval: None,
+            grant_expires_ms: None,
+        };
+        crate::creds::render_policy(Some(template), &scope).map_err(|e| e.to_string())?;
+    }
+    if let Some(endpoint) = &raw.sts_endpoint {
+        match url::Url::parse(endpoint) {
+            Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
+            _ => return Err(format!("sts_endpoint `{endpoint}` is not an http(s) URL")),
+        }
+    }
+    Ok(crate::creds::AwsServer {
+        role_arn: raw.role_arn,
+        region: raw.region,
+        service: raw.service,
+        mode: raw.credentials,
+        session_policy: raw.session_policy,
+        duration,
+        max_duration,
+        sts_endpoint: raw.sts_endpoint,
+    })
+}
+
+fn duration_max(value: Option<&str>, errors: &mut Vec<String>) -> Duration {
+    duration("max_duration", value, Duration::from_secs(3600), errors)
 }
 
 fn parse_approval(raw: RawApproval, errors: &mut Vec<String>) -> crate::approval::ApprovalConfig {

@@ -31,6 +31,7 @@ use tokio::{
 use self::upstream::{Body, BoxError, Upstream, UpstreamTarget};
 use crate::{
     config::{NonHttp, ServerConfig, TlsMode},
+    creds::static_keys::StaticKeys,
     identity::{AuthError, Identity, Subject},
     intercept::{socket_factory::SocketFactory, Destination, OrigDst},
     mcp::{
@@ -53,6 +54,8 @@ pub struct Route {
     pub upstream_tls: Arc<rustls::ClientConfig>,
     pub non_http: NonHttp,
     pub forward_token: bool,
+    pub aws: Option<crate::creds::AwsServer>,
+    pub static_keys: StaticKeys,
 }
 
 impl Route {
@@ -70,6 +73,8 @@ impl Route {
             )?,
             non_http: server.non_http,
             forward_token: server.forward_token,
+            aws: server.aws.clone(),
+            static_keys: server.static_keys,
         })
     }
 }
@@ -81,6 +86,8 @@ pub struct L7 {
     pub approvals: Option<Arc<crate::approval::Approvals>>,
     /// Masks argument previews shown to approvers.
     pub preview_masker: Option<Arc<crate::mask::Masker>>,
+    /// Mints AWS credentials for servers with `[servers.aws]`.
+    pub minter: Option<Arc<crate::creds::Minter>>,
     pub chain: Chain,
     pub sockets: SocketFactory,
     pub max_body: usize,
@@ -107,6 +114,7 @@ impl L7 {
             identity,
             approvals: None,
             preview_masker: None,
+            minter: None,
             chain,
             sockets,
             max_body,
@@ -167,7 +175,7 @@ impl L7 {
                     dest: self.upstream_dest(orig, &route),
                     tls: Some((route.upstream_tls.clone(), upstream_name)),
                 };
-                self.serve_http(tls, session(sni), target, "https", &route)
+                self.serve_http(tls, session(sni), target, "https", route)
                     .await
             }
             (FirstBytes::Http, TlsMode::Plaintext) => {
@@ -175,7 +183,7 @@ impl L7 {
                     dest: self.upstream_dest(orig, &route),
                     tls: None,
                 };
-                self.serve_http(stream, session(None), target, "http", &route)
+                self.serve_http(stream, session(None), target, "http", route)
                     .await
             }
             (first, _) => {
@@ -225,7 +233,7 @@ impl L7 {
         session: Arc<Session>,
         target: UpstreamTarget,
         scheme: &'static str,
-        route: &Route,
+        route: Arc<Route>,
     ) -> Result<(), ServeError>
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -235,7 +243,7 @@ impl L7 {
             session: session.clone(),
             upstream: Upstream::new(target, self.sockets.clone()),
             scheme,
-            forward_token: route.forward_token,
+            route,
         });
         let service = hyper::service::service_fn(move |req| {
             let conn = conn.clone();
@@ -320,8 +328,15 @@ struct Conn {
     session: Arc<Session>,
     upstream: Upstream,
     scheme: &'static str,
-    /// The route passes the caller's bearer token upstream.
-    forward_token: bool,
+    route: Arc<Route>,
+}
+
+/// What `forward` needs to know about the call it forwards.
+#[derive(Default)]
+struct CallInfo {
+    tool: Option<String>,
+    /// The grant that let the call through.
+    grant: Option<String>,
 }
 
 const HOP_BY_HOP: [&str; 8] = [
@@ -405,8 +420,12 @@ impl Conn {
         };
         // A token issued for the gateway is the gateway's: it goes no further unless the
         // server is configured to receive it.
-        if identity.tokens_required() && !self.forward_token {
+        if identity.tokens_required() && !self.route.forward_token {
             parts.headers.remove(header::AUTHORIZATION);
+        }
+        if let Some(refused) = self.check_static_keys(&mut parts.headers, &subject) {
+            let _ = Limited::new(body, self.l7.max_body).collect().await;
+            return refused;
         }
         if parts.method == Method::POST {
             self.handle_post(parts, body, subject).await
@@ -414,7 +433,56 @@ impl Conn {
             // GET (event streams), DELETE (session end) and the rest: bodies pass as they are,
             // responses are checked like any other.
             let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
-            self.forward(parts, body, &Value::Null, subject).await
+            self.forward(parts, body, &Value::Null, subject, CallInfo::default())
+                .await
+        }
+    }
+
+    /// Long-lived AWS keys in the request headers: logged and recorded as findings, then
+    /// the request is refused, the headers stripped, or (`log`) nothing more.
+    fn check_static_keys(
+        &self,
+        headers: &mut HeaderMap,
+        subject: &Arc<Subject>,
+    ) -> Option<Response<Body>> {
+        let found = crate::creds::static_keys::in_headers(headers);
+        if found.is_empty() {
+            return None;
+        }
+        let action = self.route.static_keys;
+        tracing::warn!(session = self.session.id, subject = %subject.name, server = %self.session.server, found = ?found, ?action, "long-lived AWS key in request headers");
+        let exchange = Exchange::new(&self.session, subject);
+        self.l7.chain.note(
+            &exchange,
+            "static_aws_key",
+            serde_json::json!({"where": "headers", "found": found, "action": action}),
+        );
+        match action {
+            StaticKeys::Log => None,
+            StaticKeys::Strip => {
+                for (name, _) in &found {
+                    headers.remove(name.as_str());
+                }
+                None
+            }
+            StaticKeys::Block => {
+                let decision = crate::policy::Decision {
+                    action: crate::policy::Action::Deny,
+                    rule: crate::creds::static_keys::RULE.into(),
+                    reason: format!(
+                        "the request carries a long-lived AWS key ({}); the gateway supplies short-lived credentials",
+                        found.iter().map(|(h, what)| format!("{what} in {h}")).collect::<Vec<_>>().join(", ")
+                    ),
+                    approval: None,
+                    grant: None,
+                };
+                let error = crate::policy::interceptor::refusal(&decision);
+                Some(rpc_error_response(
+                    StatusCode::FORBIDDEN,
+                    &Value::Null,
+                    &error,
+                ))
+            }
         }
     }
 
@@ -568,6 +636,8 @@ impl Conn {
         let mut modified = false;
         let mut refused = Vec::new();
         let mut held = None;
+        let mut call = CallInfo::default();
+        let single = matches!(rpc, jsonrpc::Body::Single(_));
         for msg in rpc.messages_mut() {
             let exchange = Exchange::new(&self.session, &subject);
             match self
@@ -575,7 +645,14 @@ impl Conn {
                 .chain
                 .message(&exchange, Direction::ClientToServer, msg)
             {
-                Ok(m) => modified |= m,
+                Ok(m) => {
+                    modified |= m;
+                    // One call per POST (batches sign for no one tool).
+                    if single {
+                        call.tool = msg.tool_call().map(|(t, _)| t.to_owned());
+                        call.grant = exchange.decision.take().and_then(|d| d.grant);
+                    }
+                }
                 Err(error) => {
                     if error.code == code::APPROVAL_REQUIRED {
                         held = exchange.decision.take();
@@ -586,11 +663,15 @@ impl Conn {
         }
         if !refused.is_empty() {
             // A single call held for approval waits here for the decision.
-            let single = matches!(&rpc, jsonrpc::Body::Single(_)) && refused.len() == 1;
+            let single = single && refused.len() == 1;
             match (&mut rpc, held) {
                 (jsonrpc::Body::Single(msg), Some(decision)) if single => {
                     match self.hold(&parts, msg, &subject, &decision).await {
-                        Ok(m) => modified |= m,
+                        Ok((m, grant)) => {
+                            modified |= m;
+                            call.tool = msg.tool_call().map(|(t, _)| t.to_owned());
+                            call.grant = grant;
+                        }
                         Err(error) => {
                             let id = msg.id().cloned().unwrap_or(Value::Null);
                             return rpc_error_response(StatusCode::OK, &id, &error);
@@ -616,7 +697,8 @@ impl Conn {
         // (an interceptor may have changed it).
         let mut parts = parts;
         parts.headers.remove(header::CONTENT_LENGTH);
-        self.forward(parts, full(body), &first_id, subject).await
+        self.forward(parts, full(body), &first_id, subject, call)
+            .await
     }
 
     /// Holds a call that needs an approval: creates the pending approval and waits up to
@@ -628,7 +710,7 @@ impl Conn {
         msg: &mut McpMessage,
         subject: &Arc<Subject>,
         decision: &crate::policy::Decision,
-    ) -> Result<bool, RpcError> {
+    ) -> Result<(bool, Option<String>), RpcError> {
         let refused = crate::policy::interceptor::refusal(decision);
         let (Some(approvals), Some(terms)) = (&self.l7.approvals, &decision.approval) else {
             return Err(refused);
@@ -667,9 +749,12 @@ impl Conn {
         match approvals.wait(&approval.id, approvals.config().hold).await {
             crate::approval::Outcome::Approved => {
                 let exchange = Exchange::new(&self.session, subject);
-                self.l7
+                let modified = self
+                    .l7
                     .chain
-                    .message(&exchange, Direction::ClientToServer, msg)
+                    .message(&exchange, Direction::ClientToServer, msg)?;
+                let grant = exchange.decision.take().and_then(|d| d.grant);
+                Ok((modified, grant))
             }
             crate::approval::Outcome::Denied { by, reason } => Err(RpcError::new(
                 code::GATEWAY_REFUSED,
@@ -762,6 +847,7 @@ impl Conn {
         body: Body,
         id: &Value,
         subject: Arc<Subject>,
+        call: CallInfo,
     ) -> Response<Body> {
         let authority = parts
             .uri
@@ -782,6 +868,14 @@ impl Conn {
             .to_owned();
         let mut headers = parts.headers.clone();
         strip_hop_by_hop(&mut headers);
+        // Servers behind AWS auth get the call signed with credentials minted for it.
+        let (body, signing) = match self
+            .aws_credentials(&mut headers, body, &subject, &call)
+            .await
+        {
+            Ok(prepared) => prepared,
+            Err(response) => return response,
+        };
         let body = std::sync::Mutex::new(Some(body));
         let make = |h2: bool| {
             let mut req = Request::new(
@@ -807,7 +901,24 @@ impl Conn {
                 }
             }
             *req.headers_mut() = headers;
-            req
+            if let Some((creds, bytes, aws)) = &signing {
+                // SigV4 covers the URL as the upstream sees it.
+                let relative = req.uri().clone();
+                *req.uri_mut() = format!("{}://{authority}{path}", self.scheme)
+                    .parse()
+                    .map_err(|e| format!("URL to sign: {e}"))?;
+                crate::creds::sigv4::sign_request(
+                    &mut req,
+                    bytes,
+                    creds,
+                    &aws.region,
+                    &aws.service,
+                )?;
+                if !h2 {
+                    *req.uri_mut() = relative;
+                }
+            }
+            Ok(req)
         };
         let response = match self.upstream.send(make).await {
             Ok(r) => r,
@@ -818,6 +929,84 @@ impl Conn {
             }
         };
         self.process_response(response, id, subject).await
+    }
+
+    /// For a server with `[servers.aws]`: drops the client's AWS auth, reads the body (it is
+    /// signed), and gets credentials for this caller and call. `Err` is the answer to give
+    /// when there are none: the call is never sent unsigned or with other credentials.
+    #[allow(clippy::type_complexity)]
+    async fn aws_credentials(
+        &self,
+        headers: &mut HeaderMap,
+        body: Body,
+        subject: &Arc<Subject>,
+        call: &CallInfo,
+    ) -> Result<
+        (
+            Body,
+            Option<(
+                Arc<crate::creds::Credentials>,
+                Bytes,
+                crate::creds::AwsServer,
+            )>,
+        ),
+        Response<Body>,
+    > {
+        let Some(aws) = &self.route.aws else {
+            return Ok((body, None));
+        };
+        let fail = |status: StatusCode, message: String| {
+            let error = RpcError::new(code::CREDENTIALS_FAILED, message);
+            rpc_error_response(status, &Value::Null, &error)
+        };
+        let Some(minter) = &self.l7.minter else {
+            return Err(fail(
+                StatusCode::BAD_GATEWAY,
+                "AWS credentials are not available in this gateway".into(),
+            ));
+        };
+        crate::creds::sigv4::strip_client_auth(headers);
+        let bytes = match collect_limited(body, self.l7.max_body).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                return Err(fail(
+                    StatusCode::BAD_REQUEST,
+                    format!("reading request body: {e}"),
+                ))
+            }
+        };
+        let grant = call
+            .grant
+            .as_deref()
+            .and_then(|g| self.l7.approvals.as_ref()?.grant(g));
+        let scope = crate::creds::CallScope {
+            subject,
+            server: &self.session.server,
+            tool: call.tool.as_deref(),
+            gateway_session: self.session.id,
+            approval: grant.as_ref().map(|g| g.approval.as_str()),
+            grant_expires_ms: grant.as_ref().map(|g| g.expires_ms),
+        };
+        match minter.credentials(aws, &scope).await {
+            Ok((creds, minted)) => {
+                if let Some(minted) = minted {
+                    let exchange = Exchange::new(&self.session, subject);
+                    self.l7.chain.note(
+                        &exchange,
+                        "aws_credentials",
+                        serde_json::to_value(&minted).unwrap_or_default(),
+                    );
+                }
+                Ok((full(bytes.clone()), Some((creds, bytes, aws.clone()))))
+            }
+            Err(error) => {
+                tracing::warn!(session = self.session.id, subject = %subject.name, %error, "no AWS credentials for the call");
+                Err(fail(
+                    StatusCode::BAD_GATEWAY,
+                    format!("no AWS credentials for this call: {error}"),
+                ))
+            }
+        }
     }
 
     async fn process_response(
@@ -1044,4 +1233,19 @@ fn quoted(text: &str) -> String {
         .filter(|c| c.is_ascii_graphic() || *c == ' ')
         .map(|c| if c == '"' || c == '\\' { '\'' } else { c })
         .collect()
+}
+
+/// A whole body, up to `max` bytes.
+async fn collect_limited(mut body: Body, max: usize) -> Result<Bytes, String> {
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| e.to_string())?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > max {
+                return Err(format!("body exceeds the gateway limit of {max} bytes"));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out.freeze())
 }

@@ -35,6 +35,8 @@ pub enum UpstreamError {
     },
     #[error("HTTP with {dest} failed: {source}")]
     Http { dest: String, source: hyper::Error },
+    #[error("{0}")]
+    Request(String),
 }
 
 /// Where and how to reach the upstream.
@@ -68,18 +70,26 @@ impl Upstream {
     }
 
     /// Whether requests go out as HTTP/2 (needs a full URI) — known once connected.
+    /// `make` builds the request for HTTP/2 (`true`: a full URI) or HTTP/1.1 — known once
+    /// connected; it may refuse (e.g. the request cannot be signed).
     pub async fn send(
         &self,
-        make: impl Fn(bool) -> Request<Body>,
+        make: impl Fn(bool) -> Result<Request<Body>, String>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let dest = self.target.dest.to_string();
         match self.sender().await? {
             Sender::H2(mut sender) => sender
-                .send_request(make(true))
+                .send_request(make(true).map_err(UpstreamError::Request)?)
                 .await
                 .map_err(|source| UpstreamError::Http { dest, source }),
             Sender::H1(mut sender) => {
-                let response = sender.send_request(make(false)).await;
+                let response = match make(false) {
+                    Ok(request) => sender.send_request(request).await,
+                    Err(e) => {
+                        self.idle_h1.lock().await.push(sender);
+                        return Err(UpstreamError::Request(e));
+                    }
+                };
                 // Busy until the response body is read; `sender()` checks readiness.
                 let mut idle = self.idle_h1.lock().await;
                 if idle.len() < MAX_IDLE_H1 {
@@ -193,76 +203,97 @@ pub async fn exchange_json(
     sockets: &SocketFactory,
     limit: usize,
 ) -> Result<(http::StatusCode, Bytes), String> {
+    let mut req = Request::new(Bytes::from(body.clone().unwrap_or_default()));
+    *req.uri_mut() = url.as_str().parse().map_err(|e| format!("{url}: {e}"))?;
+    if body.is_some() {
+        *req.method_mut() = http::Method::POST;
+        req.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+    }
+    req.headers_mut().insert(
+        http::header::ACCEPT,
+        http::HeaderValue::from_static("application/json"),
+    );
+    let response = own_request(req, tls, sockets, limit).await?;
+    Ok((response.status(), response.into_body()))
+}
+
+/// One request of the gateway's own (identity provider, webhook, AWS STS) to the absolute
+/// URI in `req`, through the socket factory. Plain `http` only to loopback and link-local
+/// addresses (the EC2 instance metadata service).
+pub async fn own_request(
+    req: Request<Bytes>,
+    tls: Arc<ClientConfig>,
+    sockets: &SocketFactory,
+    limit: usize,
+) -> Result<Response<Bytes>, String> {
     use http_body_util::{BodyExt as _, Full, Limited};
 
-    let host = url.host_str().ok_or_else(|| format!("{url}: no host"))?;
-    let port = url
-        .port_or_known_default()
-        .ok_or_else(|| format!("{url}: no port"))?;
+    let uri = req.uri().clone();
+    let host = uri.host().ok_or_else(|| format!("{uri}: no host"))?;
     let host = host
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    let tls = match url.scheme() {
-        "https" => {
-            let name = ServerName::try_from(host.clone()).map_err(|e| format!("{url}: {e}"))?;
-            Some((tls, name))
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err(format!("{uri}: not an http(s) URL")),
+    };
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let tls = if https {
+        let name = ServerName::try_from(host.clone()).map_err(|e| format!("{uri}: {e}"))?;
+        Some((tls, name))
+    } else {
+        let local = match host.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(a)) => a.is_loopback() || a.is_link_local(),
+            Ok(std::net::IpAddr::V6(a)) => {
+                a.is_loopback() || a.segments()[..4] == [0xfd00, 0x0ec2, 0, 0]
+            }
+            Err(_) => host == "localhost",
+        };
+        if !local {
+            return Err(format!("{uri}: only https (or http on loopback) is used"));
         }
-        "http"
-            if matches!(url.host(), Some(url::Host::Ipv4(a)) if a.is_loopback())
-                || matches!(url.host(), Some(url::Host::Ipv6(a)) if a.is_loopback())
-                || host == "localhost" =>
-        {
-            None
-        }
-        _ => return Err(format!("{url}: only https (or http on loopback) is used")),
+        None
     };
     let dest = Destination::Name(crate::config::HostPort { host, port });
     let upstream = Upstream::new(UpstreamTarget { dest, tls }, sockets.clone());
-    let path = match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_owned(),
-    };
-    let authority = match url.port() {
-        Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
-        None => url.host_str().unwrap_or_default().to_owned(),
-    };
-    let payload = Bytes::from(body.clone().unwrap_or_default());
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .unwrap_or_default();
+    let (parts, payload) = req.into_parts();
     let response = upstream
         .send(|h2| {
-            let full = Full::new(payload.clone())
+            let body = Full::new(payload.clone())
                 .map_err(|never| match never {})
                 .boxed_unsync();
-            let mut req = Request::new(full);
-            if body.is_some() {
-                *req.method_mut() = http::Method::POST;
-                req.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("application/json"),
-                );
-            }
+            let mut req = Request::new(body);
+            *req.method_mut() = parts.method.clone();
+            *req.headers_mut() = parts.headers.clone();
             if h2 {
                 *req.version_mut() = http::Version::HTTP_2;
-                *req.uri_mut() = url.as_str().parse().unwrap_or_default();
+                *req.uri_mut() = uri.clone();
+                req.headers_mut().remove(http::header::HOST);
             } else {
                 *req.uri_mut() = path.parse().unwrap_or_default();
                 if let Ok(h) = http::HeaderValue::from_str(&authority) {
                     req.headers_mut().insert(http::header::HOST, h);
                 }
             }
-            req.headers_mut().insert(
-                http::header::ACCEPT,
-                http::HeaderValue::from_static("application/json"),
-            );
-            req
+            Ok(req)
         })
         .await
         .map_err(|e| e.to_string())?;
-    let status = response.status();
-    let body = Limited::new(response.into_body(), limit)
+    let (parts, body) = response.into_parts();
+    let body = Limited::new(body, limit)
         .collect()
         .await
-        .map_err(|e| format!("{url}: {e}"))?
+        .map_err(|e| format!("{uri}: {e}"))?
         .to_bytes();
-    Ok((status, body))
+    Ok(Response::from_parts(parts, body))
 }

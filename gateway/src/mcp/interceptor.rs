@@ -254,6 +254,13 @@ impl Chain {
         Ok(modified)
     }
 
+    /// Records a gateway event (not a message) in the session's recording.
+    pub fn note(&self, session: &Exchange, kind: &str, details: serde_json::Value) {
+        if let Some(recording) = &self.recording {
+            recording.gateway_event(session, kind, details);
+        }
+    }
+
     /// The client connection of `session` ended (`how`: "closed" or a reason).
     pub fn end_session(&self, session: &Session, how: &str) {
         if let Some(recording) = &self.recording {

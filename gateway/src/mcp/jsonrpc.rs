@@ -17,6 +17,8 @@ pub mod code {
     pub const APPROVAL_REQUIRED: i64 = -32004;
     /// The caller is not authenticated (the HTTP status is 401).
     pub const UNAUTHENTICATED: i64 = -32005;
+    /// No short-lived upstream credentials could be had for the call (STS refused or down).
+    pub const CREDENTIALS_FAILED: i64 = -32006;
 }
 
 /// One JSON-RPC message. `raw` is the message exactly as received, forwarded unchanged

@@ -153,6 +153,7 @@ pub fn check(guardrails: &[Guardrail], call: &Call) -> Option<Decision> {
             grant_ttl: tripped.grant_ttl,
             grant_tools: Vec::new(),
         }),
+        grant: None,
     })
 }
 

@@ -207,6 +207,7 @@ impl Interceptor for PolicyInterceptor {
                         "the definition of tool `{tool}` changed after the client saw it"
                     ),
                     approval: None,
+                    grant: None,
                 },
                 _ => self.policy().decide(&call),
             },
@@ -219,6 +220,7 @@ impl Interceptor for PolicyInterceptor {
                     Some(grant) => Decision {
                         action: Action::Allow,
                         reason: format!("covered by grant {grant} (rule `{}`)", decision.rule),
+                        grant: Some(grant),
                         ..decision
                     },
                     None => decision,

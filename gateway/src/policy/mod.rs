@@ -32,6 +32,9 @@ pub struct Decision {
     /// For `approve`: who may approve, how many, and how long the grant lasts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalTerms>,
+    /// The grant that let an `approve` call through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -205,6 +208,7 @@ impl Rule {
                     Vec::new()
                 },
             }),
+            grant: None,
         }
     }
 }
@@ -233,12 +237,14 @@ impl Policy {
                 rule: "default:protocol".into(),
                 reason: "protocol message".into(),
                 approval: None,
+                grant: None,
             },
             None => Decision {
                 action: Action::Deny,
                 rule: "default:deny".into(),
                 reason: "no policy rule allows this call".into(),
                 approval: None,
+                grant: None,
             },
         };
         if decision.action == Action::Deny {
@@ -268,12 +274,14 @@ impl Policy {
                     call.method
                 ),
                 approval: None,
+                grant: None,
             },
             None => Decision {
                 action: Action::Allow,
                 rule: "default:protocol".into(),
                 reason: "protocol message".into(),
                 approval: None,
+                grant: None,
             },
         }
     }

@@ -154,6 +154,14 @@ impl Recording {
         );
     }
 
+    /// A gateway event in the session's recording (a credential minted, a static key seen).
+    pub fn gateway_event(&self, session: &Exchange, kind: &str, details: Value) {
+        if let Some(id) = self.store_id(session) {
+            self.recorder
+                .record(&id, EventData::gateway(now_ms(), kind, details));
+        }
+    }
+
     /// Seals the session when its connection ends.
     pub fn end(&self, session: &Session, how: &str) {
         let entry = self

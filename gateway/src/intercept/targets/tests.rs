@@ -11,6 +11,8 @@ fn server(matches: &[&str]) -> ServerConfig {
         tls_skip_verify: false,
         non_http: Default::default(),
         forward_token: false,
+        aws: None,
+        static_keys: crate::creds::static_keys::StaticKeys::Log,
     }
 }
 
