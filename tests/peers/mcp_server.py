@@ -3,6 +3,7 @@
     mcp_server.py --listen HOST:PORT [--transport streamable-http|sse]
                   [--tls-cert FILE --tls-key FILE] [--stateless] [--json-response]
                   [--allowed-host HOST[:PORT]]...
+                  [--sigv4-moto URL --sigv4-region R --sigv4-service S]
 
 Binds only HOST:PORT ("[v6]:port" for IPv6) and prints "ready" on stdout once the socket
 listens. Endpoints: streamable HTTP at /mcp; legacy HTTP+SSE at /sse (GET) + /messages/ (POST).
@@ -16,12 +17,18 @@ Features: tools echo(text), add(a, b), slow_count(n, delay) (progress per step, 
 big(n) (n KiB of text), cancelled_count() (slow_count runs cancelled so far), query_sales,
 run_sql, weather and rug_pull (changes weather's definition) for policy tests; resource
 test://greeting; prompt greet(name).
+
+`--sigv4-moto URL --sigv4-region R --sigv4-service S` puts the SigV4 gate (sigv4_gate.py) in front
+of both transports: every HTTP request must be signed with credentials moto (at URL) issued, for
+region R and service S, or it is answered 403 {"error": reason}. It also adds the tool aws_caller()
+(JSON text: the verified access key id, role ARN, session name, source identity, tags, expiry).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 from typing import Any
 import logging
 import socket
@@ -159,6 +166,19 @@ def greet(name: str) -> str:
     return f"Please greet {name} warmly."
 
 
+async def aws_caller(ctx: Context) -> str:
+    """The AWS identity this call was signed with (JSON), as the SigV4 gate verified it."""
+    import sigv4_gate
+
+    request = ctx.request_context.request
+    identity = getattr(request, "scope", {}).get("mcpgw.sigv4") if request is not None else None
+    if identity is None:
+        identity = sigv4_gate.current_identity.get()
+    if identity is None:
+        return json.dumps({"error": "no verified SigV4 identity on this call"})
+    return json.dumps(identity, sort_keys=True)
+
+
 def split_listen(listen: str) -> tuple[str, int]:
     host, sep, port = listen.rpartition(":")
     if not sep or not host:
@@ -182,10 +202,18 @@ def main() -> None:
         default=[],
         help="turn on the SDK's Host/Origin check with these Host values (e.g. mcp.test:8443 or mcp.test:*)",
     )
+    p.add_argument("--sigv4-moto", metavar="URL", help="require SigV4 with credentials this moto_server issued")
+    p.add_argument("--sigv4-region", metavar="R", help="the region signatures must be scoped to")
+    p.add_argument("--sigv4-service", metavar="S", help="the service signatures must be scoped to")
     p.add_argument("--log-level", default="WARNING")
     args = p.parse_args()
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("--tls-cert and --tls-key go together")
+    sigv4 = (args.sigv4_moto, args.sigv4_region, args.sigv4_service)
+    if any(sigv4) and not all(sigv4):
+        raise SystemExit("--sigv4-moto, --sigv4-region and --sigv4-service go together")
+    if args.sigv4_moto:
+        server.add_tool(aws_caller, name="aws_caller")
 
     # MCPServer configured logging at INFO when it was built; quieten it as asked.
     for name in ("", "mcp", "uvicorn"):
@@ -209,6 +237,11 @@ def main() -> None:
             transport_security=security,
             host=host,
         )
+
+    if args.sigv4_moto:
+        import sigv4_gate
+
+        app = sigv4_gate.SigV4Gate(app, moto=args.sigv4_moto, region=args.sigv4_region, service=args.sigv4_service)
 
     # Bind ourselves so the address is exactly the one given and "ready" means listening.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -25,6 +25,7 @@ use serde_json::Value;
 
 pub mod mcp;
 pub mod oidc;
+pub mod sts;
 
 /// The uid/gid clients drop to, so attribution of a non-root caller is checked.
 pub const NOBODY: u32 = 65534;

@@ -106,6 +106,8 @@ pub fn mcp_scripts_dir() -> &'static Path {
             ("mcp_server.py", include_str!("../peers/mcp_server.py")),
             ("mcp_client.py", include_str!("../peers/mcp_client.py")),
             ("make_test_ca.sh", include_str!("../peers/make_test_ca.sh")),
+            ("sigv4_gate.py", include_str!("../peers/sigv4_gate.py")),
+            ("moto_setup.py", include_str!("../peers/moto_setup.py")),
         ] {
             install_script(&dir, name, text).expect("install mcp peer script");
         }
