@@ -401,7 +401,7 @@ fn rpc_error_response(status: StatusCode, id: &Value, error: &RpcError) -> Respo
 }
 
 impl Conn {
-    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         let (mut parts, body) = req.into_parts();
         if let Some(response) = self.resource_metadata(&parts) {
             return response;
@@ -556,7 +556,7 @@ impl Conn {
     }
 
     async fn handle_post(
-        &self,
+        self: &Arc<Self>,
         parts: http::request::Parts,
         body: Incoming,
         subject: Arc<Subject>,
@@ -586,19 +586,16 @@ impl Conn {
         if declared.is_some_and(|n| n > max as u64) {
             return rpc_error_response(StatusCode::PAYLOAD_TOO_LARGE, &Value::Null, &too_large());
         }
-        let bytes = match Limited::new(body, max).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e)
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some() =>
-            {
+        let bytes = match read_request_body(body, max).await {
+            Ok(bytes) => bytes,
+            Err(None) => {
                 return rpc_error_response(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     &Value::Null,
                     &too_large(),
                 );
             }
-            Err(e) => {
+            Err(Some(e)) => {
                 let error =
                     RpcError::new(code::INVALID_REQUEST, format!("reading request body: {e}"));
                 return rpc_error_response(StatusCode::BAD_REQUEST, &Value::Null, &error);
@@ -662,25 +659,55 @@ impl Conn {
             }
         }
         if !refused.is_empty() {
-            // A single call held for approval waits here for the decision.
+            // A single call held for approval waits for the decision.
             let single = single && refused.len() == 1;
-            match (&mut rpc, held) {
-                (jsonrpc::Body::Single(msg), Some(decision)) if single => {
-                    match self.hold(&parts, msg, &subject, &decision).await {
-                        Ok((m, grant)) => {
-                            modified |= m;
-                            call.tool = msg.tool_call().map(|(t, _)| t.to_owned());
-                            call.grant = grant;
-                        }
-                        Err(error) => {
-                            let id = msg.id().cloned().unwrap_or(Value::Null);
-                            return rpc_error_response(StatusCode::OK, &id, &error);
-                        }
-                    }
-                }
-                _ => return self.refuse(&rpc, refused),
+            let (jsonrpc::Body::Single(msg), Some(decision)) = (&mut rpc, held) else {
+                return self.refuse(&rpc, refused);
+            };
+            if !single {
+                return self.refuse(&rpc, refused);
             }
+            let id = msg.id().cloned().unwrap_or(Value::Null);
+            let approval = match self.request_approval(&parts, msg, &subject, &decision) {
+                Ok(approval) => approval,
+                Err(error) => return rpc_error_response(StatusCode::OK, &id, &error),
+            };
+            let wants_stream = accepts_event_stream(&parts.headers);
+            let me = self.clone();
+            let wait = async move {
+                let jsonrpc::Body::Single(msg) = &mut rpc else {
+                    unreachable!("checked above")
+                };
+                match me.await_decision(&approval, msg, &subject, &decision).await {
+                    Ok((m, grant)) => {
+                        call.tool = msg.tool_call().map(|(t, _)| t.to_owned());
+                        call.grant = grant;
+                        me.send_on(parts, rpc, bytes, modified || m, subject, call)
+                            .await
+                    }
+                    Err(error) => rpc_error_response(StatusCode::OK, &id, &error),
+                }
+            };
+            return if wants_stream {
+                held_event_stream(wait)
+            } else {
+                wait.await
+            };
         }
+        self.send_on(parts, rpc, bytes, modified, subject, call)
+            .await
+    }
+
+    /// Forwards a POST whose messages passed the chain.
+    async fn send_on(
+        &self,
+        parts: http::request::Parts,
+        rpc: jsonrpc::Body,
+        bytes: Bytes,
+        modified: bool,
+        subject: Arc<Subject>,
+        call: CallInfo,
+    ) -> Response<Body> {
         let first_id = match &rpc {
             jsonrpc::Body::Single(m) => m.id().cloned().unwrap_or(Value::Null),
             jsonrpc::Body::Batch(_) => Value::Null,
@@ -701,16 +728,14 @@ impl Conn {
             .await
     }
 
-    /// Holds a call that needs an approval: creates the pending approval and waits up to
-    /// `approval.hold`. Approved: the call passes the chain again (the new grant covers it)
-    /// and `Ok` says whether it changed. Denied or still pending: the error for the client.
-    async fn hold(
+    /// Creates the pending approval for a held call (its approvers are notified).
+    fn request_approval(
         &self,
         parts: &http::request::Parts,
-        msg: &mut McpMessage,
+        msg: &McpMessage,
         subject: &Arc<Subject>,
         decision: &crate::policy::Decision,
-    ) -> Result<(bool, Option<String>), RpcError> {
+    ) -> Result<crate::approval::Approval, RpcError> {
         let refused = crate::policy::interceptor::refusal(decision);
         let (Some(approvals), Some(terms)) = (&self.l7.approvals, &decision.approval) else {
             return Err(refused);
@@ -738,13 +763,28 @@ impl Conn {
             terms,
             justification,
         };
-        let approval = approvals.request(request).map_err(|e| {
+        approvals.request(request).map_err(|e| {
             tracing::error!(error = %e, "cannot store the approval request");
             RpcError::new(
                 code::GATEWAY_REFUSED,
                 format!("approval required, but it cannot be requested: {e}"),
             )
-        })?;
+        })
+    }
+
+    /// Waits up to `approval.hold` for the decision. Approved: the call passes the chain
+    /// again (the new grant covers it); `Ok` says whether it changed and names the grant.
+    /// Denied or still pending: the error for the client.
+    async fn await_decision(
+        &self,
+        approval: &crate::approval::Approval,
+        msg: &mut McpMessage,
+        subject: &Arc<Subject>,
+        decision: &crate::policy::Decision,
+    ) -> Result<(bool, Option<String>), RpcError> {
+        let Some(approvals) = &self.l7.approvals else {
+            return Err(crate::policy::interceptor::refusal(decision));
+        };
         let data = |action: &str| serde_json::json!({"approval": approval.id, "rule": decision.rule, "action": action});
         match approvals.wait(&approval.id, approvals.config().hold).await {
             crate::approval::Outcome::Approved => {
@@ -1243,6 +1283,112 @@ async fn collect_limited(mut body: Body, max: usize) -> Result<Bytes, String> {
         if let Ok(data) = frame.into_data() {
             if out.len() + data.len() > max {
                 return Err(format!("body exceeds the gateway limit of {max} bytes"));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out.freeze())
+}
+
+fn accepts_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/event-stream"))
+}
+
+/// How often a held call's event stream gets a keep-alive comment.
+const HOLD_KEEPALIVE: Duration = Duration::from_secs(10);
+
+/// Answers a held call at once with an event stream that carries keep-alive comments while
+/// approvers decide (clients' read timeouts are often shorter than the hold), then the
+/// outcome: the upstream's events, its JSON answer as one event, or the error as one event.
+fn held_event_stream(
+    outcome: impl std::future::Future<Output = Response<Body>> + Send + 'static,
+) -> Response<Body> {
+    enum Phase {
+        Waiting(tokio::sync::oneshot::Receiver<Response<Body>>),
+        Streaming(Body),
+        Done,
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _ = tx.send(outcome.await);
+    });
+    let stream = futures_util::stream::unfold(Phase::Waiting(rx), |phase| async move {
+        match phase {
+            Phase::Done => None,
+            Phase::Waiting(mut rx) => {
+                tokio::select! {
+                    answer = &mut rx => {
+                        let Ok(answer) = answer else {
+                            return Some((Err::<Frame<Bytes>, BoxError>("held call ended without an answer".into()), Phase::Done));
+                        };
+                        let (parts, body) = answer.into_parts();
+                        if content_type(&parts.headers).as_deref() == Some("text/event-stream") {
+                            let frame = Ok(Frame::data(Bytes::from_static(b": approved\n\n")));
+                            return Some((frame, Phase::Streaming(body)));
+                        }
+                        // A JSON answer (or error) becomes one event.
+                        match collect_limited(body, 64 << 20).await {
+                            Ok(json) => {
+                                let mut event = b"event: message\ndata: ".to_vec();
+                                event.extend_from_slice(&json);
+                                event.extend_from_slice(b"\n\n");
+                                Some((Ok(Frame::data(Bytes::from(event))), Phase::Done))
+                            }
+                            Err(e) => Some((Err(e.into()), Phase::Done)),
+                        }
+                    }
+                    _ = tokio::time::sleep(HOLD_KEEPALIVE) => {
+                        let frame = Ok(Frame::data(Bytes::from_static(b": waiting for approval\n\n")));
+                        Some((frame, Phase::Waiting(rx)))
+                    }
+                }
+            }
+            Phase::Streaming(mut body) => match body.frame().await {
+                Some(Ok(frame)) => Some((Ok(frame), Phase::Streaming(body))),
+                Some(Err(e)) => Some((Err(e), Phase::Done)),
+                None => None,
+            },
+        }
+    });
+    let mut response = Response::new(StreamBody::new(stream.boxed()).boxed_unsync());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// What is read past the limit of an oversized request before answering 413, so an
+/// HTTP/1.1 client that is still sending sees the answer instead of a broken pipe.
+const DRAIN_MAX: usize = 64 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// A request body up to `max` bytes. `Err(None)`: larger (the rest drained, within bounds);
+/// `Err(Some(e))`: it could not be read.
+async fn read_request_body(mut body: Incoming, max: usize) -> Result<Bytes, Option<String>> {
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Some(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > max {
+                let drain = async {
+                    let mut drained = out.len() + data.len();
+                    while drained < DRAIN_MAX {
+                        match body.frame().await {
+                            Some(Ok(f)) => drained += f.data_ref().map_or(0, Bytes::len),
+                            _ => break,
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+                return Err(None);
             }
             out.extend_from_slice(&data);
         }
