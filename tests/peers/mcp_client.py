@@ -218,7 +218,8 @@ async def call_one(
 async def steps(url: str, transport: str, era: str, auth: dict[str, Any], plan: list[dict[str, Any]]) -> dict[str, Any]:
     """Runs a plan in ONE client session; each step's outcome in order.
 
-    Steps: {"list": true} -> {"tools": [names]}; {"call": TOOL, "args": {...}} ->
+    Steps: {"list": true} -> {"tools": [names]}; {"parallel": N, "call": TOOL, "args": {...}}
+    -> {"texts": [...]} (N calls at once); {"call": TOOL, "args": {...}} ->
     {"result": {...}} or {"error": {"code", "message", "data"}} for a JSON-RPC error.
     """
     from mcp import Client
@@ -233,6 +234,21 @@ async def steps(url: str, transport: str, era: str, auth: dict[str, Any], plan: 
                 if step.get("list"):
                     tools = await client.list_tools(cache_mode="bypass")
                     results.append({"tools": sorted(t.name for t in tools.tools)})
+                elif step.get("parallel"):
+                    # N calls at once in this session: their texts (errors as "error: ...").
+                    texts: list[str] = [""] * int(step["parallel"])
+
+                    async def one(i: int) -> None:
+                        try:
+                            r = await client.call_tool(step["call"], step.get("args", {}))
+                            texts[i] = text_of(r)
+                        except MCPError as e:
+                            texts[i] = f"error: {e.code} {e.message}"
+
+                    async with anyio.create_task_group() as tg:
+                        for i in range(len(texts)):
+                            tg.start_soon(one, i)
+                    results.append({"texts": texts})
                 else:
                     r = await client.call_tool(step["call"], step.get("args", {}))
                     results.append(

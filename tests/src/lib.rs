@@ -377,6 +377,10 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Owns `child`: killed and reaped on drop.
+    pub fn new(child: Child) -> Self {
+        Self { child }
+    }
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

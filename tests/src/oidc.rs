@@ -167,7 +167,9 @@ pub struct OidcWorld {
     pub idp: OidcProvider,
     /// Trusted by clients: the gateway's host CA and the test CA (the provider's TLS).
     pub bundle: PathBuf,
-    pub _server: Proc,
+    /// The test CA (the provider's and the MCP server's TLS).
+    pub ca: TestCa,
+    pub _server: Option<Proc>,
     pub tmp: TempDir,
     pub cg: Cgroup,
     pub ns: Netns,
@@ -176,14 +178,35 @@ pub struct OidcWorld {
 impl OidcWorld {
     /// `rest`: policy and other sections of the configuration.
     pub fn start(clients: &[OidcClient], rest: &str) -> Self {
+        let (world, server) = Self::start_with(
+            clients,
+            |ns, ca, _| {
+                mcp_server(ns, TARGET, McpTransport::StreamableHttp, Some(ca)).expect("MCP server")
+            },
+            |_| rest.to_owned(),
+        );
+        Self {
+            _server: Some(server),
+            ..world
+        }
+    }
+
+    /// Like `start`, with the peers behind the gateway started by `setup` (in the namespace,
+    /// with the test CA naming 10.0.3.17 and 127.0.0.1, and the temp dir), which must serve
+    /// MCP on `TARGET`; `rest` writes the rest of the configuration knowing what `setup` made.
+    /// The gateway starts after `setup`, in the environment it leaves.
+    pub fn start_with<T>(
+        clients: &[OidcClient],
+        setup: impl FnOnce(&Netns, &TestCa, &std::path::Path) -> T,
+        rest: impl FnOnce(&T) -> String,
+    ) -> (Self, T) {
         let ns = Netns::new().expect("netns");
         let cg = Cgroup::new().expect("cgroup");
         let tmp = TempDir::new().expect("temp dir");
         let ca = TestCa::new(tmp.path(), &["mcp.test", "10.0.3.17", "127.0.0.1"]).expect("test CA");
         let idp = OidcProvider::start(&ns, tmp.path(), &ca, IDP_PORT, AUDIENCE, clients, "key-1")
             .expect("OIDC provider");
-        let server =
-            mcp_server(&ns, TARGET, McpTransport::StreamableHttp, Some(&ca)).expect("MCP server");
+        let peers = setup(&ns, &ca, tmp.path());
         let servers = format!(
             r#"[[servers]]
 name    = "mcp"
@@ -200,6 +223,7 @@ ca_file    = {ca:?}
 {rest}"#,
             ca = ca.ca_pem.display().to_string(),
             issuer = idp.issuer,
+            rest = rest(&peers),
         );
         let gw = Gateway::start(&ns, Some(&cg), &gateway_config(&cg, "open", &servers))
             .expect("gateway");
@@ -207,15 +231,17 @@ ca_file    = {ca:?}
         pem.extend(fs::read(&ca.ca_pem).expect("test CA"));
         let bundle = tmp.path().join("bundle.pem");
         fs::write(&bundle, pem).expect("bundle");
-        Self {
+        let world = Self {
             gw,
             idp,
             bundle,
-            _server: server,
+            ca,
+            _server: None,
             tmp,
             cg,
             ns,
-        }
+        };
+        (world, peers)
     }
 
     pub fn token(&self, client: &OidcClient) -> String {
@@ -224,9 +250,14 @@ ca_file    = {ca:?}
 
     /// The Python SDK client, unmodified, as uid 65534 through the redirect.
     pub fn client(&self, extra: &[&str]) -> anyhow::Result<Value> {
+        self.client_at(URL, extra)
+    }
+
+    /// The Python SDK client for another server URL.
+    pub fn client_at(&self, url: &str, extra: &[&str]) -> anyhow::Result<Value> {
         mcp_client_py_with(
             self.cg.cmd(&self.ns, Some(NOBODY), peers_venv_python()),
-            URL,
+            url,
             McpTransport::StreamableHttp,
             Era::Session,
             Some(&self.bundle),
@@ -236,9 +267,14 @@ ca_file    = {ca:?}
 
     /// Runs steps in one session with `token`; each step's outcome.
     pub fn steps(&self, token: &str, steps: Value) -> Vec<Value> {
+        self.steps_at(URL, token, steps)
+    }
+
+    /// `steps` against another server URL.
+    pub fn steps_at(&self, url: &str, token: &str, steps: Value) -> Vec<Value> {
         let steps = steps.to_string();
         let v = self
-            .client(&["--bearer", token, "--steps", &steps])
+            .client_at(url, &["--bearer", token, "--steps", &steps])
             .unwrap_or_else(|e| panic!("client: {e:#}\n--- gateway log ---\n{}", self.gw.log()));
         v["steps"].as_array().expect("steps").clone()
     }

@@ -297,16 +297,45 @@ fn tag(key: &str, value: &str) -> Tag {
 }
 
 /// STS's error, by its code when it gave one.
-fn sts_error<E, R>(error: aws_sdk_sts::error::SdkError<E, R>) -> CredsError
+fn sts_error<E>(
+    error: aws_sdk_sts::error::SdkError<
+        E,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+) -> CredsError
 where
     E: aws_sdk_sts::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     use aws_sdk_sts::error::SdkError;
     match &error {
-        SdkError::ServiceError(e) => CredsError::Refused {
-            code: e.err().code().unwrap_or("Unknown").to_owned(),
-            message: e.err().message().unwrap_or_default().to_owned(),
+        SdkError::ServiceError(e) => match e.err().code() {
+            Some(code) => CredsError::Refused {
+                code: code.to_owned(),
+                message: e.err().message().unwrap_or_default().to_owned(),
+            },
+            // An answer the SDK could not read as an STS error: say what came back.
+            None => {
+                let raw = e.raw();
+                let body = raw.body().bytes().unwrap_or_default();
+                let text = String::from_utf8_lossy(&body[..body.len().min(2000)]).into_owned();
+                // Some STS-compatible servers nest the error one level deeper than STS does.
+                let field = |name: &str| {
+                    let open = format!("<{name}>");
+                    let start = text.find(&open)? + open.len();
+                    let end = text[start..].find(&format!("</{name}>"))? + start;
+                    Some(text[start..end].to_owned())
+                };
+                match field("Code") {
+                    Some(code) => CredsError::Refused {
+                        code,
+                        message: field("Message").unwrap_or_default(),
+                    },
+                    None => CredsError::Refused {
+                        code: format!("HTTP {}", raw.status().as_u16()),
+                        message: text.chars().take(300).collect(),
+                    },
+                }
+            }
         },
         SdkError::TimeoutError(_) => CredsError::Timeout,
         SdkError::DispatchFailure(e) => {
