@@ -43,6 +43,7 @@ pub struct Daemon {
     policy: Arc<PolicyInterceptor>,
     identity: Arc<Identity>,
     approvals: Arc<Approvals>,
+    minter: Option<Arc<crate::creds::Minter>>,
     started: Instant,
     listeners: Vec<SocketAddr>,
     ebpf: Option<Arc<EbpfInterception>>,
@@ -103,6 +104,7 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> a
         let route = Route::new(server).with_context(|| format!("server `{}`", server.name))?;
         routes.insert(server.name.clone(), Arc::new(route));
     }
+    let metrics = Arc::new(crate::metrics::Metrics::new());
     let mut issuers = Vec::new();
     for oidc in &config.identity.oidc {
         let issuer = Issuer::new(oidc.clone(), sockets.clone())
@@ -129,6 +131,7 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> a
     let policy = Arc::new(PolicyInterceptor::new(
         config.policy.clone(),
         Some(approvals.clone()),
+        metrics.clone(),
     ));
     // Policy before masking: a refused call never reaches the server, and tool lists are
     // filtered before anything else sees them.
@@ -174,9 +177,13 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> a
         config.gateway.max_body,
     );
     l7.approvals = Some(approvals.clone());
+    l7.metrics = metrics.clone();
+    let minter = l7.minter.clone();
     l7.preview_masker = preview_masker;
     if config.servers.iter().any(|s| s.aws.is_some()) {
-        l7.minter = Some(Arc::new(crate::creds::Minter::new(sockets.clone()).await?));
+        l7.minter = Some(Arc::new(
+            crate::creds::Minter::new(sockets.clone(), metrics.clone()).await?,
+        ));
     }
     let proxy = Arc::new(Proxy {
         orig_dst,
@@ -198,6 +205,7 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> a
         policy,
         identity,
         approvals,
+        minter,
         listeners: listen_addrs,
         ebpf,
         targets,
@@ -214,6 +222,13 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> a
     ));
     tokio::spawn(refresh_targets(daemon.clone()));
     tokio::spawn(reload_on_sighup(daemon.clone()));
+    metrics.add_collector(Box::new(DaemonGauges(Arc::downgrade(&daemon))));
+    if let Some(addr) = daemon.config.gateway.metrics {
+        // Metrics are for watching the gateway: their port being taken must not stop it.
+        if let Err(error) = crate::metrics::serve(addr, metrics.clone()).await {
+            tracing::error!(%addr, %error, "metrics not served");
+        }
+    }
     tracing::info!(
         mode = ?daemon.config.intercept.mode,
         listeners = ?daemon.listeners,
@@ -286,6 +301,86 @@ async fn prune_recordings(recorder: Recorder, retention: Duration) {
             Ok(Err(error)) => tracing::warn!(%error, "pruning recordings failed"),
             Err(error) => tracing::warn!(%error, "pruning recordings failed"),
         }
+    }
+}
+
+/// Values that live in the daemon's parts, read at each scrape.
+struct DaemonGauges(std::sync::Weak<Daemon>);
+
+impl std::fmt::Debug for DaemonGauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DaemonGauges")
+    }
+}
+
+impl prometheus_client::collector::Collector for DaemonGauges {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> std::fmt::Result {
+        use crate::metrics::{counters, gauge};
+        let Some(d) = self.0.upgrade() else {
+            return Ok(());
+        };
+        let stats = &d.proxy.stats;
+        let connections: Vec<(String, u64)> = [
+            ("accepted", &stats.accepted),
+            ("forwarded", &stats.forwarded),
+            ("failed", &stats.failed),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.load(Ordering::Relaxed)))
+        .collect();
+        counters(
+            &mut encoder,
+            "connections",
+            "Client connections by outcome",
+            "outcome",
+            &connections,
+        )?;
+        let pending = d.approvals.list(false).map_or(0, |l| l.len());
+        gauge(
+            &mut encoder,
+            "approvals_pending",
+            "Approvals waiting for a decision",
+            pending as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "grants_live",
+            "Grants in force",
+            d.approvals.grants().len() as i64,
+        )?;
+        if let Some(masking) = &d.masking {
+            let masked: Vec<(String, u64)> = masking.counts().into_iter().collect();
+            counters(
+                &mut encoder,
+                "masked_values",
+                "Values masked, by detector or rule",
+                "detector",
+                &masked,
+            )?;
+        }
+        if let Some(ebpf) = &d.ebpf {
+            let events: Vec<(String, u64)> = ebpf
+                .counters()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+            counters(
+                &mut encoder,
+                "ebpf_events",
+                "Counters of the eBPF programs",
+                "counter",
+                &events,
+            )?;
+        }
+        gauge(
+            &mut encoder,
+            "uptime_seconds",
+            "Seconds since start",
+            d.started.elapsed().as_secs() as i64,
+        )
     }
 }
 
@@ -436,6 +531,30 @@ impl Daemon {
         Ok(())
     }
 
+    /// What an operator checks first: programs, listeners, store, identity provider keys, STS.
+    fn health(&self) -> serde_json::Value {
+        let store = match self.approvals.list(false) {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => e,
+        };
+        let sts = self.minter.as_ref().map(|m| match m.last_call() {
+            None => json!({"state": "no call yet"}),
+            Some((at, error)) => json!({
+                "state": if error.is_none() { "ok" } else { "failing" },
+                "last_call_secs_ago": at.elapsed().map_or(0, |d| d.as_secs()),
+                "error": error,
+            }),
+        });
+        json!({
+            "programs_attached": self.ebpf.as_ref().map(|e| !e.programs().is_empty()),
+            "listeners": self.listeners.len(),
+            "store": store,
+            "identity_providers": self.identity.health(),
+            "sts": sts,
+            "metrics": self.config.gateway.metrics.map(|a| a.to_string()),
+        })
+    }
+
     fn status(&self) -> serde_json::Value {
         let mut counters = serde_json::Map::new();
         if let Some(ebpf) = &self.ebpf {
@@ -465,6 +584,7 @@ impl Daemon {
             "counters": counters,
             "masking": self.masking.as_ref().map(|m| json!({"masked": m.counts()})),
             "connections": stats.recent(),
+            "health": self.health(),
         })
     }
 

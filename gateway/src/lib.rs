@@ -15,6 +15,7 @@ pub mod intercept;
 pub mod keyfile;
 pub mod mask;
 pub mod mcp;
+pub mod metrics;
 pub mod notify;
 pub mod policy;
 pub mod proxy;

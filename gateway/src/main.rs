@@ -226,7 +226,11 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     // tracing-subscriber's init also routes the `log` crate (aya-log records) into tracing.
-    if std::env::var("MCPGW_LOG_FORMAT").as_deref() == Ok("json") {
+    // Under systemd (stderr is the journal) logs are JSON, one object per line.
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    if std::env::var("MCPGW_LOG_FORMAT").as_deref() == Ok("json")
+        || (journal && std::env::var("MCPGW_LOG_FORMAT").as_deref() != Ok("text"))
+    {
         builder.json().init();
     } else {
         builder.init();
@@ -277,6 +281,32 @@ fn print_status(status: &serde_json::Value) {
     if let Some(counters) = status["counters"].as_object() {
         let text: Vec<String> = counters.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!("counters    {}", text.join(" "));
+    }
+    let health = &status["health"];
+    println!(
+        "health      store {}, programs attached {}, metrics {}",
+        s(&health["store"]),
+        s(&health["programs_attached"]),
+        s(&health["metrics"])
+    );
+    for idp in health["identity_providers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "  issuer    {} keys {} (age {}s)",
+            s(&idp["issuer"]),
+            if idp["keys_fresh"] == true {
+                "fresh"
+            } else {
+                "NOT FRESH"
+            },
+            s(&idp["keys_age_secs"])
+        );
+    }
+    if !health["sts"].is_null() {
+        println!("  sts       {}", health["sts"]);
     }
     println!("targets");
     print_targets(&status["targets"]);

@@ -124,6 +124,31 @@ fn tokens_identify_callers_and_policy_decides_each_call() {
         ["default:deny", "no-drop-table"],
         "refusals recorded with their rule"
     );
+
+    // Metrics on loopback: decisions by rule, tokens, upstream latency, eBPF counters.
+    let out =
+        w.ns.cmd("curl")
+            .args(["-s", "http://127.0.0.1:9464/metrics"])
+            .output()
+            .expect("curl");
+    let metrics = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        r#"mcpgw_policy_decisions_total{rule="default:deny",action="deny"} 2"#,
+        r#"mcpgw_policy_decisions_total{rule="no-drop-table",action="deny"} 1"#,
+        r#"mcpgw_tokens_total{outcome="valid"}"#,
+        r#"mcpgw_upstream_latency_seconds_bucket{le="#,
+        r#"mcpgw_ebpf_events_total{counter="#,
+        "mcpgw_approvals_pending 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in metrics:\n{metrics}");
+    }
+    let health = &w.gw.status()["health"];
+    assert_eq!(health["store"], "ok", "{health}");
+    assert_eq!(health["programs_attached"], true, "{health}");
+    assert_eq!(
+        health["identity_providers"][0]["keys_fresh"], true,
+        "{health}"
+    );
 }
 
 #[test]

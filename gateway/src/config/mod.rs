@@ -85,6 +85,8 @@ pub struct GatewayConfig {
     pub fail_mode: FailMode,
     /// Largest JSON-RPC body (request, JSON response, or one event) the gateway reads.
     pub max_body: usize,
+    /// Where Prometheus metrics are served (loopback only); `None`: off.
+    pub metrics: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -364,6 +366,7 @@ struct RawGateway {
     listen: Option<Vec<String>>,
     fail_mode: Option<FailMode>,
     max_body: Option<usize>,
+    metrics: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -497,6 +500,25 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
         listen,
         fail_mode: gateway.fail_mode.unwrap_or(FailMode::Closed),
         max_body: gateway.max_body.unwrap_or(4 << 20),
+        metrics: match gateway.metrics.as_deref() {
+            None => Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+            Some("off") => None,
+            Some(text) => match text.parse::<SocketAddr>() {
+                Ok(addr) if addr.ip().is_loopback() => Some(addr),
+                Ok(_) => {
+                    errors.push(format!(
+                        "gateway.metrics: `{text}` is not a loopback address (metrics are served on loopback only)"
+                    ));
+                    None
+                }
+                Err(_) => {
+                    errors.push(format!(
+                        "gateway.metrics: `{text}` is not IP:PORT or \"off\""
+                    ));
+                    None
+                }
+            },
+        },
     };
     if gateway.max_body < 1024 {
         errors.push("gateway.max_body: must be at least 1024 bytes".into());

@@ -115,6 +115,9 @@ pub struct Minter {
     clients: Mutex<HashMap<(String, Option<String>), aws_sdk_sts::Client>>,
     cache: Mutex<HashMap<String, Slot>>,
     calls: std::sync::atomic::AtomicU64,
+    metrics: Arc<crate::metrics::Metrics>,
+    /// The last STS call: when, and its error if it failed (for `mcpgw status`).
+    last: Mutex<Option<(SystemTime, Option<String>)>>,
 }
 
 /// Entries beyond this are dropped (expired first) so the cache stays bounded.
@@ -123,7 +126,10 @@ const MAX_CACHED: usize = 10_000;
 impl Minter {
     /// The gateway's own identity from the default chain (environment, profile, web
     /// identity, ECS, instance metadata), its requests through the socket factory.
-    pub async fn new(sockets: SocketFactory) -> Result<Self, crate::tls::TlsError> {
+    pub async fn new(
+        sockets: SocketFactory,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<Self, crate::tls::TlsError> {
         let http = sdk_http::client(sockets, STS_TIMEOUT)?;
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(http)
@@ -134,7 +140,14 @@ impl Minter {
             clients: Mutex::new(HashMap::new()),
             cache: Mutex::new(HashMap::new()),
             calls: Default::default(),
+            metrics,
+            last: Mutex::new(None),
         })
+    }
+
+    /// The last STS call: its time and error, for `mcpgw status`.
+    pub fn last_call(&self) -> Option<(SystemTime, Option<String>)> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// STS calls made so far (cache misses that reached STS).
@@ -191,10 +204,18 @@ impl Minter {
                 .duration_since(SystemTime::now())
                 .is_ok_and(|left| left > RENEW_BEFORE);
             if fresh {
+                self.metrics.credential_cache_hits.inc();
                 return Ok((creds.clone(), None));
             }
         }
-        let (creds, minted) = self.mint(aws, scope, policy).await?;
+        let minted = self.mint(aws, scope, policy).await;
+        let outcome = minted.as_ref().err().map(ToString::to_string);
+        crate::metrics::Metrics::outcome(
+            &self.metrics.sts_calls,
+            if outcome.is_none() { "ok" } else { "error" },
+        );
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((SystemTime::now(), outcome));
+        let (creds, minted) = minted?;
         let creds = Arc::new(creds);
         *held = Some(creds.clone());
         Ok((creds, Some(minted)))

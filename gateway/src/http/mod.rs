@@ -88,6 +88,7 @@ pub struct L7 {
     pub preview_masker: Option<Arc<crate::mask::Masker>>,
     /// Mints AWS credentials for servers with `[servers.aws]`.
     pub minter: Option<Arc<crate::creds::Minter>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub chain: Chain,
     pub sockets: SocketFactory,
     pub max_body: usize,
@@ -115,6 +116,7 @@ impl L7 {
             approvals: None,
             preview_masker: None,
             minter: None,
+            metrics: Default::default(),
             chain,
             sockets,
             max_body,
@@ -402,6 +404,19 @@ fn rpc_error_response(status: StatusCode, id: &Value, error: &RpcError) -> Respo
 
 impl Conn {
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let response = self.clone().exchange(req).await;
+        self.l7
+            .metrics
+            .requests
+            .get_or_create(&crate::metrics::RequestLabels {
+                server: self.session.server.clone(),
+                code: response.status().as_u16().to_string(),
+            })
+            .inc();
+        response
+    }
+
+    async fn exchange(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         let (mut parts, body) = req.into_parts();
         if let Some(response) = self.resource_metadata(&parts) {
             return response;
@@ -411,8 +426,19 @@ impl Conn {
             .authenticate(&parts.headers, self.session.process.as_ref())
             .await
         {
-            Ok(subject) => Arc::new(subject),
+            Ok(subject) => {
+                if subject.kind == crate::identity::SubjectKind::Token {
+                    crate::metrics::Metrics::outcome(&self.l7.metrics.tokens, "valid");
+                }
+                Arc::new(subject)
+            }
             Err(error) => {
+                let outcome = match error {
+                    AuthError::Missing => "missing",
+                    AuthError::Invalid(_) => "invalid",
+                    AuthError::Unavailable(_) => "unavailable",
+                };
+                crate::metrics::Metrics::outcome(&self.l7.metrics.tokens, outcome);
                 // Drain what the client sends before answering (see handle_post).
                 let _ = Limited::new(body, self.l7.max_body).collect().await;
                 return self.unauthenticated(&parts, &error);
@@ -960,7 +986,16 @@ impl Conn {
             }
             Ok(req)
         };
-        let response = match self.upstream.send(make).await {
+        let sent = std::time::Instant::now();
+        let response = self.upstream.send(make).await;
+        self.l7
+            .metrics
+            .upstream_seconds
+            .get_or_create(&crate::metrics::ServerLabels {
+                server: self.session.server.clone(),
+            })
+            .observe(sent.elapsed().as_secs_f64());
+        let response = match response {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(session = self.session.id, error = %e, "upstream request failed");

@@ -135,6 +135,10 @@ impl Identity {
         !self.issuers.is_empty()
     }
 
+    pub fn health(&self) -> Vec<serde_json::Value> {
+        self.issuers.iter().map(|i| i.health()).collect()
+    }
+
     pub fn issuer_urls(&self) -> Vec<String> {
         self.issuers.iter().map(|i| i.url().to_owned()).collect()
     }

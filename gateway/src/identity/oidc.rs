@@ -90,6 +90,16 @@ impl Issuer {
         &self.config.issuer
     }
 
+    /// For `mcpgw status`: how old the keys in hand are, and whether they still verify.
+    pub fn health(&self) -> serde_json::Value {
+        let age = self.current().map(|k| k.fetched.elapsed());
+        serde_json::json!({
+            "issuer": self.config.issuer,
+            "keys_age_secs": age.map(|a| a.as_secs()),
+            "keys_fresh": age.is_some_and(|a| a < self.config.jwks_cache),
+        })
+    }
+
     /// Checks a token's signature and claims.
     pub async fn validate(self: &Arc<Self>, token: &str) -> Result<Claims, AuthError> {
         let header = jsonwebtoken::decode_header(token)

@@ -35,6 +35,7 @@ pub struct PolicyInterceptor {
     policy: RwLock<Arc<Policy>>,
     /// Grants that let `approve` calls through; `None`: approvals are off.
     approvals: Option<Arc<Approvals>>,
+    metrics: Arc<crate::metrics::Metrics>,
     sessions: Mutex<(
         HashMap<String, ToolsSeen>,
         std::collections::VecDeque<String>,
@@ -42,10 +43,15 @@ pub struct PolicyInterceptor {
 }
 
 impl PolicyInterceptor {
-    pub fn new(policy: Policy, approvals: Option<Arc<Approvals>>) -> Self {
+    pub fn new(
+        policy: Policy,
+        approvals: Option<Arc<Approvals>>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
         Self {
             policy: RwLock::new(Arc::new(policy)),
             approvals,
+            metrics,
             sessions: Mutex::new(Default::default()),
         }
     }
@@ -229,6 +235,12 @@ impl Interceptor for PolicyInterceptor {
             _ => decision,
         };
         tracing::debug!(session = exchange.id, subject = %exchange.subject.name, method = call.method, tool = call.tool, rule = %decision.rule, action = ?decision.action, "policy decision");
+        let action = match decision.action {
+            Action::Allow => "allow",
+            Action::Deny => "deny",
+            Action::Approve => "approve",
+        };
+        self.metrics.decision(&decision.rule, action);
         let verdict = match decision.action {
             Action::Allow => Verdict::Continue,
             Action::Deny | Action::Approve => {
