@@ -241,6 +241,48 @@ fn approvers_are_checked_and_the_socket_is_guarded() {
     let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
     assert!(err.contains("permission denied"), "{err}");
 
+    // A held raw call that accepts event streams gets one at once, kept alive while it
+    // waits (past the 10 s keep-alive), then the upstream's answer once approved.
+    let out_file = w.tmp.path().join("held-sse.txt");
+    let body = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"run_sql","arguments":{"sql":"select 11"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"curl","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let mut curl =
+        w.cg.cmd(&w.ns, None, "curl")
+            .args(["-sS", "-N", "--max-time", "40", "--cacert"])
+            .arg(&w.bundle)
+            .args(["-X", "POST", "-H", "content-type: application/json"])
+            .args(["-H", "accept: application/json, text/event-stream"])
+            .args(["-H", &format!("authorization: Bearer {alice}")])
+            .args([
+                "-H",
+                "mcp-protocol-version: 2026-07-28",
+                "-H",
+                "mcp-method: tools/call",
+            ])
+            .args(["-H", "mcp-name: run_sql", "--data-binary", body, "-o"])
+            .arg(&out_file)
+            .arg(URL)
+            .spawn()
+            .expect("curl");
+    let raw = pending(&w, "select 11");
+    let kept_alive = wait_for(Duration::from_secs(20), || {
+        let text = fs::read_to_string(&out_file).ok()?;
+        text.contains(": waiting for approval").then_some(())
+    });
+    assert!(kept_alive.is_some(), "keep-alive comments while held");
+    w.gw.cli_ok(&[
+        "approvals",
+        "approve",
+        raw["id"].as_str().unwrap(),
+        "--token",
+        &bob,
+    ]);
+    assert!(curl.wait().expect("curl").success());
+    let events = fs::read_to_string(&out_file).unwrap();
+    assert!(
+        events.contains("would run: select 11"),
+        "the upstream's answer: {events}"
+    );
+
     // An sre-lead's token approves; the held call completes.
     let decided = cli_json(&w, &["approvals", "approve", &id, "--token", &bob]);
     assert_eq!(decided["state"], "approved");
