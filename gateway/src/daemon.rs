@@ -178,13 +178,13 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> a
     );
     l7.approvals = Some(approvals.clone());
     l7.metrics = metrics.clone();
-    let minter = l7.minter.clone();
     l7.preview_masker = preview_masker;
     if config.servers.iter().any(|s| s.aws.is_some()) {
         l7.minter = Some(Arc::new(
             crate::creds::Minter::new(sockets.clone(), metrics.clone()).await?,
         ));
     }
+    let minter = l7.minter.clone();
     let proxy = Arc::new(Proxy {
         orig_dst,
         l7: Arc::new(l7),

@@ -68,7 +68,7 @@ impl Default for Metrics {
 }
 
 fn latency_histogram() -> Histogram {
-    // 100 µs .. ~26 s.
+    // 100 µs .. ~13 s.
     Histogram::new(exponential_buckets(0.0001, 2.0, 18))
 }
 

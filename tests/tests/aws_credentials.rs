@@ -241,6 +241,9 @@ fn calls_are_signed_with_credentials_minted_for_the_caller_and_the_tool() {
         "credential recorded"
     );
 
+    let health = &w.gw.status()["health"]["sts"];
+    assert_eq!(health["state"], "ok", "STS health in status: {health}");
+
     // Unsigned requests to the server itself are refused: the signatures above were checked.
     let out =
         w.ns.cmd("curl")

@@ -202,7 +202,7 @@ fn deb_installs_into_a_fresh_root() {
     );
     assert_eq!(
         fs::read(root.join("etc/mcpgw/gateway.toml")).unwrap(),
-        fs::read(workspace_dir().join("examples/gateway.toml")).unwrap()
+        fs::read(workspace_dir().join("gateway/src/config/default.toml")).unwrap()
     );
     // The postinst: user and group (systemd-sysusers --root), state directory
     // (systemd-tmpfiles --root), enabled (deb-systemd-helper under DPKG_ROOT).

@@ -63,7 +63,12 @@ pub const FILES: &[(&str, &str, u32)] = &[
         "usr/libexec/mcpgw/mcpgw-trust-ca",
         0o755,
     ),
-    ("examples/gateway.toml", "etc/mcpgw/gateway.toml", 0o644),
+    // Installed live: the embedded default, which intercepts nothing until configured.
+    (
+        "gateway/src/config/default.toml",
+        "etc/mcpgw/gateway.toml",
+        0o644,
+    ),
     ("README.md", "usr/share/doc/mcpgw/README.md", 0o644),
     (
         "examples/gateway.toml",

@@ -77,7 +77,8 @@ pub struct Minted {
     pub role_arn: String,
     pub mode: Mode,
     pub session_name: String,
-    pub source_identity: String,
+    /// Sent with AssumeRole only (web identity sessions carry the token's subject).
+    pub source_identity: Option<String>,
     pub access_key_id: String,
     pub expiration: String,
     pub duration_secs: u64,
@@ -293,7 +294,7 @@ impl Minter {
             role_arn: aws.role_arn.clone(),
             mode: aws.mode,
             session_name,
-            source_identity,
+            source_identity: (aws.mode == Mode::AssumeRole).then_some(source_identity),
             access_key_id: creds.access_key_id.clone(),
             expiration: humantime::format_rfc3339_seconds(expiration).to_string(),
             duration_secs: duration,
