@@ -38,7 +38,7 @@ const CAROL: OidcClient = OidcClient {
 };
 
 /// `run_sql` needs an sre-lead's approval; grants last `ttl`; calls are held `hold`.
-fn config(ttl: &str, hold: &str) -> String {
+fn config(ttl: &str, hold: &str, webhook: &str) -> String {
     format!(
         r#"
 [[policy.rules]]
@@ -56,7 +56,8 @@ approvers = ["sre-leads"]
 grant_ttl = "{ttl}"
 
 [approval]
-hold = "{hold}"
+hold    = "{hold}"
+webhook = "{webhook}"
 
 [approval.approvers]
 root = ["sre-leads"]
@@ -64,8 +65,57 @@ root = ["sre-leads"]
     )
 }
 
+/// Nothing listens at this webhook: approvals must work regardless.
+const DEAD_WEBHOOK: &str = "http://127.0.0.1:9/hook";
+const WEBHOOK_PORT: u16 = 9460;
+
 fn world(ttl: &str, hold: &str) -> OidcWorld {
-    OidcWorld::start(&[ALICE, BOB, CAROL], &config(ttl, hold))
+    OidcWorld::start(&[ALICE, BOB, CAROL], &config(ttl, hold, DEAD_WEBHOOK))
+}
+
+/// A world whose webhook is a receiver appending each POSTed body as a line to a file.
+fn world_with_webhook(ttl: &str, hold: &str) -> (OidcWorld, (Vec<Proc>, std::path::PathBuf)) {
+    OidcWorld::start_with(
+        &[ALICE, BOB, CAROL],
+        |ns, ca, dir| {
+            let server = mcp_server(
+                ns,
+                mcpgw_tests::oidc::TARGET,
+                McpTransport::StreamableHttp,
+                Some(ca),
+            )
+            .expect("MCP server");
+            let received = dir.join("webhook.jsonl");
+            let script = format!(
+                r#"
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        with open({path:?}, "ab") as f:
+            f.write(body + b"\n")
+        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+    def log_message(self, *a): pass
+s = http.server.HTTPServer(("127.0.0.1", {WEBHOOK_PORT}), H)
+print("ready", flush=True)
+s.serve_forever()
+"#,
+                path = received.display().to_string()
+            );
+            let mut cmd = ns.cmd("python3");
+            cmd.args(["-c", &script])
+                .stdout(std::process::Stdio::piped());
+            let mut child = cmd.spawn().expect("webhook receiver");
+            let mut line = String::new();
+            std::io::BufRead::read_line(
+                &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+                &mut line,
+            )
+            .expect("receiver ready");
+            (vec![server, Proc::new(child)], received)
+        },
+        |_| config(ttl, hold, &format!("http://127.0.0.1:{WEBHOOK_PORT}/hook")),
+    )
 }
 
 /// `run_sql` called in the background, as the client would: its one step's outcome.
@@ -202,11 +252,26 @@ fn approvers_are_checked_and_the_socket_is_guarded() {
     if !require_root() {
         return;
     }
-    let w = world("10m", "20s");
+    let (w, (_receiver, received)) = world_with_webhook("10m", "20s");
     let (alice, bob, carol) = (w.token(&ALICE), w.token(&BOB), w.token(&CAROL));
     let call = call_in_background(&w, &alice, "select 5");
     let a = pending(&w, "select 5");
     let id = a["id"].as_str().unwrap().to_owned();
+
+    // Approvers were notified: Slack-style text plus the structured approval.
+    let posted = wait_for(Duration::from_secs(10), || {
+        let text = fs::read_to_string(&received).ok()?;
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["approval"]["id"] == id.as_str())
+    })
+    .unwrap_or_else(|| panic!("webhook POST for {id}\n{}", w.gw.log()));
+    let slack = posted["text"].as_str().unwrap_or_default();
+    assert!(
+        slack.contains("alice-agent") && slack.contains("run_sql") && slack.contains(&id),
+        "{posted}"
+    );
+    assert_eq!(posted["approval"]["rule"], "sql-needs-approval");
 
     let refused = |args: &[&str], why: &str| {
         let out = w.gw.cli(args);
