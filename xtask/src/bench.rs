@@ -36,6 +36,8 @@ pub enum Which {
     Record,
     /// Policy decisions with 10 and 1,000 rules; token validation with a warm key cache.
     Policy,
+    /// Approve command → held call reaching the upstream (mcpgw in explicit mode).
+    Approval,
 }
 
 const TARGET: &str = "10.0.3.17:8443";
@@ -51,6 +53,7 @@ pub fn run(which: Which) -> Result<()> {
         Which::Mask => crate::bench_mask::run(),
         Which::Record => crate::bench_record::run(),
         Which::Policy => crate::bench_policy::run(),
+        Which::Approval => crate::bench_approval::run(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! run the benchmarks.
 
 mod bench;
+mod bench_approval;
 mod bench_mask;
 mod bench_mcp;
 mod bench_policy;
@@ -58,6 +59,9 @@ enum Task {
     /// Used by `bench policy`: the measurement itself, in a release build.
     #[command(hide = true)]
     BenchPolicyMeasure,
+    /// Used by `bench approval`: the measurement itself, in a release build.
+    #[command(hide = true)]
+    BenchApprovalMeasure,
     /// Used by the benchmarks: an echo server (runs inside the benchmark namespace).
     #[command(hide = true)]
     BenchEcho { addr: String },
@@ -119,6 +123,7 @@ fn main() -> Result<()> {
         Task::BenchMaskMeasure => bench_mask::measure(),
         Task::BenchRecordMeasure => bench_record::measure(),
         Task::BenchPolicyMeasure => bench_policy::measure(),
+        Task::BenchApprovalMeasure => bench_approval::measure(),
         Task::BenchClient {
             addr,
             connections,
