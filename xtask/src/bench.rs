@@ -36,6 +36,8 @@ pub enum Which {
     Record,
     /// Policy decisions with 10 and 1,000 rules; token validation with a warm key cache.
     Policy,
+    /// The credential stage: a cache hit (signing included) and a miss against moto's STS.
+    Creds,
     /// Approve command → held call reaching the upstream (mcpgw in explicit mode).
     Approval,
 }
@@ -53,6 +55,7 @@ pub fn run(which: Which) -> Result<()> {
         Which::Mask => crate::bench_mask::run(),
         Which::Record => crate::bench_record::run(),
         Which::Policy => crate::bench_policy::run(),
+        Which::Creds => crate::bench_creds::run(),
         Which::Approval => crate::bench_approval::run(),
     }
 }

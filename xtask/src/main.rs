@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_approval;
+mod bench_creds;
 mod bench_mask;
 mod bench_mcp;
 mod bench_policy;
@@ -59,6 +60,9 @@ enum Task {
     /// Used by `bench policy`: the measurement itself, in a release build.
     #[command(hide = true)]
     BenchPolicyMeasure,
+    /// Used by `bench creds`: the measurement itself, in a release build.
+    #[command(hide = true)]
+    BenchCredsMeasure,
     /// Used by `bench approval`: the measurement itself, in a release build.
     #[command(hide = true)]
     BenchApprovalMeasure,
@@ -123,6 +127,7 @@ fn main() -> Result<()> {
         Task::BenchMaskMeasure => bench_mask::measure(),
         Task::BenchRecordMeasure => bench_record::measure(),
         Task::BenchPolicyMeasure => bench_policy::measure(),
+        Task::BenchCredsMeasure => bench_creds::measure(),
         Task::BenchApprovalMeasure => bench_approval::measure(),
         Task::BenchClient {
             addr,

@@ -349,7 +349,11 @@ impl Approvals {
         approver: &Approver,
         reason: Option<String>,
     ) -> Result<Approval, String> {
-        let mut a = self.load(id)?;
+        // One decision at a time: two approvers at once must not both count as the last.
+        let store = self.store();
+        let mut a = store
+            .approval(id)?
+            .ok_or_else(|| format!("no approval {id}"))?;
         self.check_approver(&a, approver)?;
         let now = now_ms();
         a.decisions.push(ApproverDecision {
@@ -359,7 +363,6 @@ impl Approvals {
             time_ms: now,
         });
         let approvals = a.decisions.iter().filter(|d| d.approve).count() as u32;
-        let store = self.store();
         if approvals >= a.approvals_needed {
             let grant = Grant {
                 id: new_id("grt"),
@@ -379,22 +382,15 @@ impl Approvals {
             };
             a.state = ApprovalState::Approved;
             a.grant = Some(grant.id.clone());
-            store.put_grant(&grant)?;
-            store.put_approval(&a)?;
-            store.log(
-                now,
-                &a.id,
-                "approved",
-                &approver.name,
-                reason.as_deref().unwrap_or(""),
-            )?;
-            store.log(
-                now,
-                &grant.id,
-                "granted",
-                &approver.name,
-                &format!("{} until {}", grant.tools.join(","), grant.expires_ms),
-            )?;
+            // The grant, the approval and their audit lines land together or not at all.
+            store.atomically(|store| {
+                store.put_grant(&grant)?;
+                store.put_approval(&a)?;
+                let why = reason.as_deref().unwrap_or("");
+                store.log(now, &a.id, "approved", &approver.name, why)?;
+                let scope = format!("{} until {}", grant.tools.join(","), grant.expires_ms);
+                store.log(now, &grant.id, "granted", &approver.name, &scope)
+            })?;
             tracing::info!(approval = %a.id, grant = %grant.id, by = %approver.name, "approved; grant created");
             self.grants
                 .write()
@@ -403,21 +399,21 @@ impl Approvals {
             drop(store);
             self.wake(&a.id, ApprovalState::Approved);
         } else {
-            store.put_approval(&a)?;
-            store.log(
-                now,
-                &a.id,
-                "approval",
-                &approver.name,
-                reason.as_deref().unwrap_or(""),
-            )?;
+            store.atomically(|store| {
+                store.put_approval(&a)?;
+                let why = reason.as_deref().unwrap_or("");
+                store.log(now, &a.id, "approval", &approver.name, why)
+            })?;
             tracing::info!(approval = %a.id, by = %approver.name, approvals, needed = a.approvals_needed, "approval recorded; more needed");
         }
         Ok(a)
     }
 
     pub fn deny(&self, id: &str, approver: &Approver, reason: String) -> Result<Approval, String> {
-        let mut a = self.load(id)?;
+        let store = self.store();
+        let mut a = store
+            .approval(id)?
+            .ok_or_else(|| format!("no approval {id}"))?;
         self.check_approver(&a, approver)?;
         let now = now_ms();
         a.decisions.push(ApproverDecision {
@@ -427,11 +423,11 @@ impl Approvals {
             time_ms: now,
         });
         a.state = ApprovalState::Denied;
-        {
-            let store = self.store();
+        store.atomically(|store| {
             store.put_approval(&a)?;
-            store.log(now, &a.id, "denied", &approver.name, &reason)?;
-        }
+            store.log(now, &a.id, "denied", &approver.name, &reason)
+        })?;
+        drop(store);
         tracing::info!(approval = %a.id, by = %approver.name, %reason, "denied");
         self.wake(&a.id, ApprovalState::Denied);
         Ok(a)

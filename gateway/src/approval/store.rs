@@ -54,6 +54,21 @@ impl Store {
         Ok(Self { conn })
     }
 
+    /// Runs `f` in one transaction: all its writes land together (one fsync), or none.
+    pub fn atomically<T>(&self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(db)?;
+        match f(self) {
+            Ok(value) => {
+                self.conn.execute_batch("COMMIT").map_err(db)?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
     pub fn put_approval(&self, a: &Approval) -> Result<()> {
         let body = serde_json::to_string(a).map_err(|e| e.to_string())?;
         self.conn
