@@ -763,27 +763,35 @@ fn install_under_systemd_twice() {
     if !require_root() {
         return;
     }
-    // The machine sees the host's root file system (not other mounts) under its overlay.
-    let (xtask, bin) = (xtask(), mcpgw_bin());
+    // The machine has its own /tmp (where a checkout may live): xtask, the binary and the
+    // files `install` copies go in with it, under /opt/mcpgw-test.
     let files = TempDir::new().unwrap();
-    let m = Machine::boot(files.path());
-    let install = format!("{} install --bin {} 2>&1", xtask.display(), bin.display());
-    for path in [&xtask, &bin, &workspace_dir()] {
-        let visible = m
-            .sh(&format!("test -e {}", path.display()))
-            .status
-            .success();
-        assert!(visible, "{} is not on the root file system", path.display());
+    let stage = files.path();
+    fs::copy(xtask(), stage.join("xtask")).unwrap();
+    fs::copy(mcpgw_bin(), stage.join("mcpgw")).unwrap();
+    let ws = stage.join("ws");
+    for dir in ["systemd", "packaging", "examples", "gateway/src/config"] {
+        let to = ws.join(dir);
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(workspace_dir().join(dir))
+            .arg(&to)
+            .status()
+            .unwrap();
+        assert!(status.success(), "copy {dir}");
     }
-
-    m.ok(&install);
+    fs::copy(workspace_dir().join("README.md"), ws.join("README.md")).unwrap();
+    let m = Machine::boot(stage);
+    let install = "MCPGW_WORKSPACE=/opt/mcpgw-test/ws /opt/mcpgw-test/xtask install --bin /opt/mcpgw-test/mcpgw 2>&1";
+    m.ok(install);
     assert_eq!(m.ok("systemctl is-enabled mcpgw"), "enabled");
     assert_eq!(m.ok("systemctl is-active mcpgw"), "active");
     m.ok("cmp /var/lib/mcpgw/ca.pem /usr/local/share/ca-certificates/mcpgw-host-ca.crt");
     let first = m.ok("systemctl show -p MainPID --value mcpgw");
     m.ok("echo '# edited' >> /etc/mcpgw/gateway.toml");
 
-    let out = m.ok(&install);
+    let out = m.ok(install);
     assert!(out.contains("kept /etc/mcpgw/gateway.toml"), "{out}");
     m.ok("tail -n 1 /etc/mcpgw/gateway.toml | grep -qx '# edited'");
     assert_eq!(m.ok("systemctl is-active mcpgw"), "active");

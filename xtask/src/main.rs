@@ -170,7 +170,12 @@ fn test(filter: Option<String>) -> Result<()> {
     run(Command::new(cargo_bin()).args(&e2e).env("MCPGW_BIN", bin))
 }
 
+/// The checkout (`MCPGW_WORKSPACE` overrides it: a copy of the files `install` needs, for a
+/// host that does not see the checkout).
 pub fn workspace_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("MCPGW_WORKSPACE") {
+        return PathBuf::from(dir);
+    }
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives in the workspace")
