@@ -228,7 +228,15 @@ async def steps(url: str, transport: str, era: str, auth: dict[str, Any], plan: 
     mode = {"session": "legacy", "stateless": "2026-07-28", "auto": "auto"}[era]
     target = open_transport(url, transport, auth)
     results: list[dict[str, Any]] = []
-    async with Client(target, mode=mode, read_timeout_seconds=30) as client:
+    async def sampling(context: Any, params: Any) -> Any:
+        # A stand-in model: answers every sampling request with a fixed text.
+        import mcp_types as t
+
+        return t.CreateMessageResult(
+            role="assistant", content=t.TextContent(type="text", text="42"), model="test-model"
+        )
+
+    async with Client(target, mode=mode, read_timeout_seconds=30, sampling_callback=sampling) as client:
         for step in plan:
             try:
                 if step.get("list"):

@@ -155,6 +155,22 @@ def rug_pull() -> str:
     return "weather changed"
 
 
+@server.tool()
+async def ask_model(question: str, ctx: Context) -> str:
+    """Asks the client's model (server-initiated sampling) and returns its answer."""
+    import mcp_types as t
+
+    try:
+        result = await ctx.session.create_message(
+            [t.SamplingMessage(role="user", content=t.TextContent(type="text", text=question))],
+            max_tokens=50,
+        )
+    except Exception as e:  # noqa: BLE001 - the refusal is the answer under test
+        return f"sampling failed: {e}"
+    content = result.content
+    return f"model says: {getattr(content, 'text', content)}"
+
+
 @server.resource("test://greeting", name="greeting", mime_type="text/plain")
 def greeting() -> str:
     return GREETING

@@ -34,7 +34,7 @@ const POLICY: &str = r#"
 [[policy.rules]]
 id     = "analysts"
 groups = ["analysts"]
-tools  = ["query_*", "run_sql", "weather", "rug_pull", "echo"]
+tools  = ["query_*", "run_sql", "weather", "rug_pull", "echo", "ask_model"]
 action = "allow"
 
 [[policy.rules]]
@@ -444,4 +444,40 @@ action = "allow"
         !listed.as_array().expect("list").is_empty(),
         "recorded as report-bot"
     );
+}
+
+#[test]
+fn server_initiated_sampling_needs_a_rule() {
+    if !require_root() {
+        return;
+    }
+    let w = world(POLICY);
+    let alice = w.token(&ALICE);
+    let ask = json!([{"call": "ask_model", "args": {"question": "meaning of life?"}}]);
+    // No rule allows sampling: the request never reaches the client, and the server gets
+    // the gateway's error at once (it does not wait for its own timeout).
+    let started = std::time::Instant::now();
+    let s = w.steps(&alice, ask.clone());
+    let text = s[0]["result"]["text"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with("sampling failed") && text.contains("no policy rule allows"),
+        "{s:?}\n{}",
+        w.gw.log()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "answered, not timed out"
+    );
+
+    // A rule lets analysts' sessions be sampled: the client's model answers.
+    let config = w.gw.dir().join("mcpgw.toml");
+    let text = fs::read_to_string(&config).expect("config");
+    fs::write(
+        &config,
+        format!("{text}\n[[policy.rules]]\nid = \"sampling\"\nmethods = [\"sampling/createMessage\"]\ngroups = [\"analysts\"]\naction = \"allow\"\n"),
+    )
+    .expect("write config");
+    w.gw.cli_ok(&["policy", "reload"]);
+    let s = w.steps(&alice, ask);
+    assert_eq!(s[0]["result"]["text"], "model says: 42", "{s:?}");
 }

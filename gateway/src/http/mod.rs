@@ -726,7 +726,7 @@ impl Conn {
 
     /// Forwards a POST whose messages passed the chain.
     async fn send_on(
-        &self,
+        self: &Arc<Self>,
         parts: http::request::Parts,
         rpc: jsonrpc::Body,
         bytes: Bytes,
@@ -908,7 +908,7 @@ impl Conn {
     }
 
     async fn forward(
-        &self,
+        self: &Arc<Self>,
         parts: http::request::Parts,
         body: Body,
         id: &Value,
@@ -934,6 +934,7 @@ impl Conn {
             .to_owned();
         let mut headers = parts.headers.clone();
         strip_hop_by_hop(&mut headers);
+        let reply_to = reply_template(&parts);
         // Servers behind AWS auth get the call signed with credentials minted for it.
         let (body, signing) = match self
             .aws_credentials(&mut headers, body, &subject, &call)
@@ -1003,7 +1004,30 @@ impl Conn {
                 return rpc_error_response(StatusCode::BAD_GATEWAY, id, &error);
             }
         };
-        self.process_response(response, id, subject).await
+        self.process_response(response, id, subject, reply_to).await
+    }
+
+    /// Answers a request the server sent on an event stream and the chain refused, so the
+    /// server gets the error instead of waiting for its own timeout. Sent like the client's
+    /// own POSTs (same session, signed when the server wants it).
+    async fn answer_server(
+        self: Arc<Self>,
+        reply_to: http::request::Parts,
+        subject: Arc<Subject>,
+        id: Value,
+        error: RpcError,
+    ) {
+        let body = serde_json::to_vec(&error.to_response(&id)).unwrap_or_default();
+        let response = self
+            .forward(
+                reply_to,
+                full(body),
+                &Value::Null,
+                subject,
+                CallInfo::default(),
+            )
+            .await;
+        tracing::info!(session = self.session.id, %id, status = %response.status(), "answered a refused server request with its error");
     }
 
     /// For a server with `[servers.aws]`: drops the client's AWS auth, reads the body (it is
@@ -1085,10 +1109,11 @@ impl Conn {
     }
 
     async fn process_response(
-        &self,
+        self: &Arc<Self>,
         response: Response<Incoming>,
         id: &Value,
         subject: Arc<Subject>,
+        reply_to: http::request::Parts,
     ) -> Response<Body> {
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
@@ -1102,7 +1127,7 @@ impl Conn {
         let ct = content_type(&parts.headers);
         if ct.as_deref() == Some("text/event-stream") {
             parts.headers.remove(header::CONTENT_LENGTH);
-            return Response::from_parts(parts, self.event_stream(body, subject));
+            return Response::from_parts(parts, self.event_stream(body, subject, reply_to));
         }
         if !is_json(&parts.headers) {
             // 202 Accepted, empty DELETE answers, HTTP errors in text: nothing JSON-RPC to check.
@@ -1169,7 +1194,13 @@ impl Conn {
     }
 
     /// Forwards an event stream event by event, each through the chain, as they arrive.
-    fn event_stream(&self, body: Incoming, subject: Arc<Subject>) -> Body {
+    fn event_stream(
+        self: &Arc<Self>,
+        body: Incoming,
+        subject: Arc<Subject>,
+        reply_to: http::request::Parts,
+    ) -> Body {
+        let conn = self.clone();
         let l7 = self.l7.clone();
         let session = self.session.clone();
         let parser = SseParser::new(l7.max_body);
@@ -1177,6 +1208,7 @@ impl Conn {
             (body, parser, l7, session, false),
             move |(mut body, mut parser, l7, session, done)| {
                 let subject = subject.clone();
+                let (conn, reply_to) = (conn.clone(), reply_to.clone());
                 async move {
                     if done {
                         return None;
@@ -1216,10 +1248,21 @@ impl Conn {
                             continue;
                         }
                         let mut out = Vec::new();
+                        let mut refused = Vec::new();
                         for event in events {
-                            if let Some(bytes) = check_event(&l7, &session, &subject, event) {
+                            if let Some(bytes) =
+                                check_event(&l7, &session, &subject, event, &mut refused)
+                            {
                                 out.extend_from_slice(&bytes);
                             }
+                        }
+                        for (id, error) in refused {
+                            tokio::spawn(conn.clone().answer_server(
+                                reply_to.clone(),
+                                subject.clone(),
+                                id,
+                                error,
+                            ));
                         }
                         if out.is_empty() {
                             continue;
@@ -1248,12 +1291,14 @@ fn note_server_message(session: &Session, msg: &McpMessage) {
     }
 }
 
-/// One server-sent event through the chain; `None` drops it.
+/// One server-sent event through the chain; `None` drops it. Requests from the server that
+/// the chain refused go to `refused`, to be answered with their error.
 fn check_event(
     l7: &L7,
     session: &Session,
     subject: &Subject,
     event: crate::mcp::sse::SseEvent,
+    refused: &mut Vec<(Value, RpcError)>,
 ) -> Option<Bytes> {
     let exchange = Exchange::new(session, subject);
     if let Err(error) = l7.chain.stream_event(&exchange, &event) {
@@ -1291,7 +1336,11 @@ fn check_event(
                     *msg = McpMessage::from_value(error.to_response(id)).expect("valid JSON-RPC");
                     modified = true;
                 }
-                _ => return None,
+                Some(id) => {
+                    refused.push((id.clone(), error));
+                    return None;
+                }
+                None => return None,
             },
         }
     }
@@ -1429,4 +1478,31 @@ async fn read_request_body(mut body: Incoming, max: usize) -> Result<Bytes, Opti
         }
     }
     Ok(out.freeze())
+}
+
+/// The request an answer to the server is sent as: a POST to the same endpoint, in the same
+/// MCP session, as the request whose response stream carried the server's request.
+fn reply_template(parts: &http::request::Parts) -> http::request::Parts {
+    let mut request = Request::new(());
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = parts.uri.clone();
+    let headers = request.headers_mut();
+    for name in [
+        header::HOST,
+        http::HeaderName::from_static("mcp-session-id"),
+        http::HeaderName::from_static("mcp-protocol-version"),
+    ] {
+        if let Some(value) = parts.headers.get(&name) {
+            headers.insert(name, value.clone());
+        }
+    }
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        header::ACCEPT,
+        HeaderValue::from_static("application/json, text/event-stream"),
+    );
+    request.into_parts().0
 }
