@@ -6,7 +6,7 @@
 //! non-ASCII text; where a boundary needs more than `\b` can say (`+`, `/`, `(`), the check
 //! looks at the neighbouring characters itself.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 use std::ops::Range;
 use std::sync::LazyLock;
 
@@ -396,15 +396,17 @@ pub(super) fn iban_mod97(compact: &[u8]) -> bool {
 
 fn check_ip(ctx: &Ctx<'_>, span: Range<usize>) -> Option<Range<usize>> {
     let s = &ctx.text[span.clone()];
-    if !s.contains(':') {
-        // IPv4: not a piece of a longer dotted run (OIDs, 4+-part versions).
-        if before(ctx, &span) == Some('.')
-            || (after(ctx, &span) == Some('.')
-                && after2(ctx, &span).is_some_and(|c| c.is_ascii_digit()))
+    if !has_colon(s.as_bytes()) {
+        // IPv4: not a piece of a longer dotted run (OIDs, 4+-part versions). (Bytes, not
+        // chars: `.` and digits are ASCII, and no other char's bytes can be taken for them.)
+        let b = ctx.text.as_bytes();
+        if (span.start > 0 && b[span.start - 1] == b'.')
+            || (b.get(span.end) == Some(&b'.')
+                && b.get(span.end + 1).is_some_and(u8::is_ascii_digit))
         {
             return None;
         }
-        return s.parse::<Ipv4Addr>().is_ok().then_some(span);
+        return ipv4_octets_ok(s).then_some(span);
     }
     // IPv6: the regex is loose (it also takes `12:30:45`, `std::`); the parser decides. A
     // neighbouring identifier character means it is part of something else (`f64::from`).
@@ -438,6 +440,33 @@ fn check_ip(ctx: &Ctx<'_>, span: Range<usize>) -> Option<Range<usize>> {
         return None;
     }
     cand.parse::<Ipv6Addr>().is_ok().then_some(span.start..end)
+}
+
+/// What [`std::net::Ipv4Addr`] parsing says of four dot-separated runs of one to three digits (the IPv4
+/// regex's matches): each at most 255, and no leading zero.
+pub(super) fn ipv4_octets_ok(s: &str) -> bool {
+    let mut parts = 0;
+    // The current octet: its value and length.
+    let (mut value, mut len) = (0u32, 0usize);
+    let mut leading_zero = false;
+    for &c in s.as_bytes().iter().chain(std::iter::once(&b'.')) {
+        if c == b'.' {
+            if len == 0 || len > 3 || value > 255 || (leading_zero && len > 1) {
+                return false;
+            }
+            parts += 1;
+            (value, len) = (0, 0);
+        } else if c.is_ascii_digit() {
+            if len == 0 {
+                leading_zero = c == b'0';
+            }
+            value = value * 10 + u32::from(c - b'0');
+            len += 1;
+        } else {
+            return false;
+        }
+    }
+    parts == 4
 }
 
 // ---- AWS secret access key -----------------------------------------------------------------
@@ -477,34 +506,30 @@ fn check_aws_secret(ctx: &Ctx<'_>, span: Range<usize>) -> Option<Range<usize>> {
     None
 }
 
-/// `AWS_CONTEXT` matches `s`. Each of its branches contains `aw`, `ecret` (ASCII case
-/// insensitively; no other character folds to these letters) or `AKIA`/`ASIA`, so text with
-/// none of them is answered without running the regex.
+/// `AWS_CONTEXT` matches `s`. Each of its branches contains `secret` (ASCII case
+/// insensitively; its `c` has no other case form) or `AKIA`/`ASIA`, so text with no `c`, `C`
+/// or `I` (most text) is answered without running the regex.
 fn aws_context(s: &str) -> bool {
     let b = s.as_bytes();
-    let lower = |j: usize| b[j] | 0x20;
-    let maybe = (1..b.len()).any(|j| match b[j] {
-        b'w' | b'W' => lower(j - 1) == b'a',
-        b't' | b'T' => j >= 4 && b[j - 4..j].eq_ignore_ascii_case(b"ecre"),
-        b'K' | b'S' => b[j - 1] == b'A' && b[j + 1..].starts_with(b"IA"),
-        _ => false,
+    let maybe = any_lane(b, |x| {
+        zero_lanes((x | 0x2020_2020_2020_2020) ^ 0x6363_6363_6363_6363)
+            | zero_lanes(x ^ 0x4949_4949_4949_4949)
     });
     maybe && AWS_CONTEXT.is_match(s)
 }
 
 fn standalone_aws_secret(ctx: &Ctx<'_>, span: &Range<usize>) -> bool {
     let s = ctx.text[span.clone()].as_bytes();
-    let (mut upper, mut lower, mut digits, mut slashes, mut plus) = (0, 0, 0, 0, 0);
-    for &b in s {
-        match b {
-            b'A'..=b'Z' => upper += 1,
-            b'a'..=b'z' => lower += 1,
-            b'0'..=b'9' => digits += 1,
-            b'/' => slashes += 1,
-            b'+' => plus += 1,
-            _ => {}
-        }
+    if !s.contains(&b'/') && !s.contains(&b'+') {
+        return false;
     }
+    // Counted without branches (the compiler vectorizes it).
+    let count = |f: fn(u8) -> bool| s.iter().map(|&b| u32::from(f(b))).sum::<u32>();
+    let upper = count(|b| b.wrapping_sub(b'A') < 26);
+    let lower = count(|b| b.wrapping_sub(b'a') < 26);
+    let digits = count(|b| b.wrapping_sub(b'0') < 10);
+    let slashes = count(|b| b == b'/');
+    let plus = count(|b| b == b'+');
     if upper < 2
         || lower < 2
         || digits < 2
@@ -585,6 +610,67 @@ fn base64url_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+// ---- eight bytes at a time ----------------------------------------------------------------
+
+const LANE_LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+const LANE_HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The zero bytes of `x`, as the top bit of each. Exact per byte: no carry crosses one.
+#[inline(always)]
+fn zero_lanes(x: u64) -> u64 {
+    !(((x & LANE_LOW7) + LANE_LOW7) | x) & LANE_HIGH
+}
+
+/// Eight bytes from `at` (fewer at the end, the rest zero), little-endian. A short tail is
+/// read with overlapping loads, not copied.
+#[inline(always)]
+fn word_at(b: &[u8], at: usize) -> u64 {
+    if let Some(eight) = b.get(at..at + 8) {
+        return u64::from_le_bytes(eight.try_into().expect("eight bytes"));
+    }
+    let t = &b[at..];
+    let n = t.len();
+    let u32_at = |i: usize| u64::from(u32::from_le_bytes(t[i..i + 4].try_into().expect("four")));
+    match n {
+        0 => 0,
+        1..=3 => {
+            u64::from(t[0])
+                | (u64::from(t[n / 2]) << (8 * (n / 2)))
+                | (u64::from(t[n - 1]) << (8 * (n - 1)))
+        }
+        // The bytes both reads cover are the same, so or-ing them is exact.
+        _ => u32_at(0) | (u32_at(n - 4) << (8 * (n - 4))),
+    }
+}
+
+/// Whether `lanes` (a byte test, see [`zero_lanes`]; it must not fire on zero bytes) fires
+/// on any byte of `b`.
+#[inline(always)]
+fn any_lane(b: &[u8], lanes: impl Fn(u64) -> u64) -> bool {
+    (0..b.len()).step_by(8).any(|at| lanes(word_at(b, at)) != 0)
+}
+
+/// The first `needle` (not NUL) in `b` at or after `from`.
+#[inline(always)]
+fn find_byte(b: &[u8], from: usize, needle: u8) -> Option<usize> {
+    let pattern = u64::from(needle) * 0x0101_0101_0101_0101;
+    let mut at = from;
+    while at < b.len() {
+        let hit = zero_lanes(word_at(b, at) ^ pattern);
+        if hit != 0 {
+            let i = at + (hit.trailing_zeros() / 8) as usize;
+            return (i < b.len()).then_some(i);
+        }
+        at += 8;
+    }
+    None
+}
+
+/// Whether `b` holds a `:`.
+pub(super) fn has_colon(b: &[u8]) -> bool {
+    any_lane(b, |x| zero_lanes(x ^ 0x3a3a_3a3a_3a3a_3a3a))
+}
+
 // ---- the single candidate scan -------------------------------------------------------------
 
 /// The bit of a built-in detector in the mask [`gate`] returns (0 for custom detectors).
@@ -610,7 +696,7 @@ const CARD_BIT: u16 = 1 << 1;
 const SSN_BIT: u16 = 1 << 2;
 const PHONE_BIT: u16 = 1 << 3;
 const IBAN_BIT: u16 = 1 << 4;
-const IP_BIT: u16 = 1 << 5;
+pub(super) const IP_BIT: u16 = 1 << 5;
 const AWS_ACCESS_BIT: u16 = 1 << 6;
 const AWS_SECRET_BIT: u16 = 1 << 7;
 const JWT_BIT: u16 = 1 << 8;
@@ -622,6 +708,50 @@ fn is_word(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
+// Byte classes for [`gate`], one bit each in [`CLASS`].
+/// `[A-Za-z0-9_]`, a word byte as `(?-u:\b)` sees it.
+const C_WORD: u8 = 1 << 0;
+/// `[A-Za-z0-9/+]`, the bytes of an AWS secret key.
+const C_B64: u8 = 1 << 1;
+/// A word starting with it can begin a candidate: capitals, `e` (JWT), `g n r s x` (API
+/// token prefixes). (Digits have their own class; IPv6 addresses are found from their
+/// first `:`.)
+const C_START: u8 = 1 << 2;
+const C_DIGIT: u8 = 1 << 4;
+/// `@ + ( - :`: a candidate can begin there.
+const C_SPECIAL: u8 = 1 << 3;
+
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        let mut k = 0;
+        if c.is_ascii_alphanumeric() || c == b'_' {
+            k |= C_WORD;
+        }
+        if c.is_ascii_alphanumeric() || c == b'/' || c == b'+' {
+            k |= C_B64;
+        }
+        if c.is_ascii_uppercase() || matches!(c, b'e' | b'g' | b'n' | b'r' | b's' | b'x') {
+            k |= C_START;
+        }
+        if c.is_ascii_digit() {
+            k |= C_DIGIT;
+        }
+        if matches!(c, b'@' | b'+' | b'(' | b'-' | b':') {
+            k |= C_SPECIAL;
+        }
+        t[i] = k;
+        i += 1;
+    }
+    t
+};
+
+fn class(c: u8) -> u8 {
+    CLASS[usize::from(c)]
+}
+
 /// One pass over `text` that finds, for all built-in detectors at once, the places where one
 /// of them could confirm a value, and returns the detectors that can (a bit each, see [`bit`]).
 ///
@@ -631,139 +761,200 @@ fn is_word(b: u8) -> bool {
 /// `text`: skipping it changes nothing. Detectors whose bit is set then run their regex and
 /// check over the whole string as before, so results are identical, only cheaper: most
 /// strings (and the look-alikes: timestamps, ids, hashes, numbers failing Luhn) set no bit.
+///
+/// The pass goes a word at a time: one table lookup per byte, a closer look only at the
+/// first byte of a word that can begin a candidate and at `@ + ( - :`. Runs of exactly 40
+/// `[A-Za-z0-9/+]` (AWS secret keys) are looked for in a second, branch-free pass over
+/// strings long enough to hold one.
 pub(super) fn gate(text: &str, key: Option<&str>) -> u16 {
     let b = text.as_bytes();
     let n = b.len();
     let ctx = Ctx { text, key };
     let mut found = 0u16;
-    // Start of the current run of `[A-Za-z0-9/+]` (AWS secret keys are runs of exactly 40).
-    let mut run_start = 0usize;
     // Digit chains (card candidates) are looked at once, from their first group.
     let mut chain_end = 0usize;
-    let aws_run = |found: &mut u16, start: usize, end: usize| {
-        if end - start == 40 && *found & AWS_SECRET_BIT == 0 && aws_secret_at(&ctx, start) {
-            *found |= AWS_SECRET_BIT;
-        }
-    };
     let mut i = 0;
     while i < n {
-        let c = b[i];
-        let prev = if i == 0 { 0 } else { b[i - 1] };
-        if is_word(c) {
+        let k = class(b[i]);
+        if k & C_WORD != 0 {
             // A word starts here (the byte before is no word byte): every regex that begins
             // with a word byte begins at such a place, or can only be confirmed there.
-            found |= word_start(&ctx, i, prev, found, &mut chain_end);
-            if c == b'_' {
-                aws_run(&mut found, run_start, i);
-                run_start = i + 1;
-            }
+            let word = i;
             i += 1;
-            // The rest of the word only matters to the runs of `[A-Za-z0-9/+]`.
-            while i < n {
-                let c = b[i];
-                if c.is_ascii_alphanumeric() {
-                    i += 1;
-                } else if c == b'_' {
-                    aws_run(&mut found, run_start, i);
-                    i += 1;
-                    run_start = i;
-                } else {
-                    break;
+            while i < n && class(b[i]) & C_WORD != 0 {
+                i += 1;
+            }
+            if k & C_DIGIT != 0 {
+                // Every digit detector wants a run of digits of a certain length followed by
+                // a certain byte: cards 13+ digits or groups (` `, `-`), SSNs `ddd-` or 9
+                // digits, IPv4 `d.`, phone numbers `ddd-`, `ddd.`, `1 `.
+                let mut end = word + 1;
+                while end < i && b[end].is_ascii_digit() {
+                    end += 1;
                 }
+                let next = b.get(end).copied().unwrap_or(0);
+                let len = end - word;
+                if len >= 9 || matches!(next, b' ' | b'-' | b'.') {
+                    found |= digit_start(&ctx, word, len, next, found, &mut chain_end);
+                }
+            } else if k & C_START != 0 {
+                found |= letter_start(&ctx, word, found);
             }
             continue;
         }
-        if c != b'/' && c != b'+' {
-            aws_run(&mut found, run_start, i);
-            run_start = i + 1;
-        }
-        let hit = match c {
-            b'@' => {
-                matches!(prev, b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'%' | b'+' | b'-')
-                    && b.get(i + 1).is_some_and(u8::is_ascii_alphanumeric)
-                    && found & EMAIL_BIT == 0
-            }
-            b'+' => {
-                found & PHONE_BIT == 0
-                    && phone_prev_ok(prev)
-                    && matches!(b.get(i + 1), Some(b'1'..=b'9'))
-                    && b[i + 1..]
-                        .iter()
-                        .take(8)
-                        .take_while(|&&x| {
-                            matches!(x, b'0'..=b'9' | b' ' | b'(' | b')' | b'.' | b'-')
-                        })
-                        .count()
-                        == 8
-            }
-            b'(' => found & PHONE_BIT == 0 && phone_prev_ok(prev) && nanp_at(b, i),
-            b'-' => found & PRIVATE_KEY_BIT == 0 && b[i..].starts_with(b"-----BEGIN "),
-            b':' => found & IP_BIT == 0 && ipv6_at(b, i, prev),
-            _ => false,
-        };
-        if hit {
-            found |= match c {
-                b'@' => EMAIL_BIT,
-                b'+' | b'(' => PHONE_BIT,
-                b'-' => PRIVATE_KEY_BIT,
-                _ => IP_BIT,
-            };
+        // (A `-` can only begin PEM armour, `-----BEGIN `.)
+        if k & C_SPECIAL != 0 && (b[i] != b'-' || b.get(i + 1) == Some(&b'-')) {
+            found |= special_at(&ctx, i, found);
         }
         i += 1;
     }
-    aws_run(&mut found, run_start, n);
+    if n >= 40 {
+        found |= aws_runs(&ctx, found);
+    }
     found
 }
 
-/// The candidates that begin at a word start `i` (`prev` is the byte before, 0 for none).
-fn word_start(ctx: &Ctx<'_>, i: usize, prev: u8, found: u16, chain_end: &mut usize) -> u16 {
+/// The candidates at `@ + ( - :` (`i`).
+fn special_at(ctx: &Ctx<'_>, i: usize, found: u16) -> u16 {
     let b = ctx.text.as_bytes();
     let c = b[i];
-    let mut add = 0;
-    if c.is_ascii_digit() {
-        // Every digit detector wants a digit run of a certain length followed by a certain
-        // byte: look at the run once and go on only where one of them can.
-        let mut end = i + 1;
-        while end < b.len() && b[end].is_ascii_digit() {
-            end += 1;
+    let prev = if i == 0 { 0 } else { b[i - 1] };
+    let hit = match c {
+        b'@' => {
+            matches!(prev, b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'%' | b'+' | b'-')
+                && b.get(i + 1).is_some_and(u8::is_ascii_alphanumeric)
+                && found & EMAIL_BIT == 0
         }
-        let len = end - i;
-        let next = b.get(end).copied().unwrap_or(0);
-        // Card chains are looked at from their first group that starts a word (an earlier
-        // group glued to a word cannot start a match).
-        if i >= *chain_end
-            && found & CARD_BIT == 0
-            && (len >= 13 || matches!(next, b' ' | b'-'))
-            && card_chain(b, i, chain_end)
-        {
-            add |= CARD_BIT;
+        b'+' => {
+            found & PHONE_BIT == 0
+                && phone_prev_ok(prev)
+                && matches!(b.get(i + 1), Some(b'1'..=b'9'))
+                && b[i + 1..]
+                    .iter()
+                    .take(8)
+                    .take_while(|&&x| matches!(x, b'0'..=b'9' | b' ' | b'(' | b')' | b'.' | b'-'))
+                    .count()
+                    == 8
         }
-        if prev != b'-'
-            && found & SSN_BIT == 0
-            && ((len == 3 && next == b'-') || (len == 9 && !is_word(next)))
-            && ssn_at(ctx, i)
-        {
-            add |= SSN_BIT;
+        b'(' => found & PHONE_BIT == 0 && phone_prev_ok(prev) && nanp_at(b, i),
+        b'-' => found & PRIVATE_KEY_BIT == 0 && b[i..].starts_with(b"-----BEGIN "),
+        b':' => {
+            // Every IPv6 candidate holds a `:` within its first five bytes, after a run of
+            // at most four hex digits that starts a word (or is empty): the one place it can
+            // start is where the hex digits before this `:` begin.
+            let hex = b[..i]
+                .iter()
+                .rev()
+                .take(5)
+                .take_while(|x| x.is_ascii_hexdigit())
+                .count();
+            let p = i - hex;
+            let before = if p == 0 { 0 } else { b[p - 1] };
+            found & IP_BIT == 0 && hex <= 4 && ipv6_at(b, p, before)
         }
-        if found & IP_BIT == 0
-            && ((len <= 3 && next == b'.' && prev != b'.' && ipv4_at(ctx, i))
-                || (len <= 4 && (next == b':' || next.is_ascii_hexdigit()) && ipv6_at(b, i, prev)))
-        {
-            add |= IP_BIT;
-        }
-        if found & PHONE_BIT == 0
-            && ((len == 1 && c == b'1' && matches!(next, b' ' | b'.' | b'-'))
-                || (len == 3 && c != b'0' && c != b'1' && matches!(next, b'.' | b'-')))
-            && phone_prev_ok(prev)
-            && nanp_at(b, i)
-        {
-            add |= PHONE_BIT;
-        }
-        return add;
+        _ => false,
+    };
+    if !hit {
+        return 0;
     }
-    if c.is_ascii_hexdigit() && found & IP_BIT == 0 && ipv6_at(b, i, prev) {
+    match c {
+        b'@' => EMAIL_BIT,
+        b'+' | b'(' => PHONE_BIT,
+        b'-' => PRIVATE_KEY_BIT,
+        _ => IP_BIT,
+    }
+}
+
+/// The runs of exactly 40 `[A-Za-z0-9/+]` (the whole regex match of an AWS secret key),
+/// checked; found without a branch per byte.
+fn aws_runs(ctx: &Ctx<'_>, found: u16) -> u16 {
+    if found & AWS_SECRET_BIT != 0 {
+        return 0;
+    }
+    let b = ctx.text.as_bytes();
+    // Where the current run started.
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let in_run = class(c) & C_B64 != 0;
+        if !in_run && i - start == 40 && aws_secret_at(ctx, start) {
+            return AWS_SECRET_BIT;
+        }
+        start = if in_run { start } else { i + 1 };
+    }
+    if b.len() - start == 40 && aws_secret_at(ctx, start) {
+        return AWS_SECRET_BIT;
+    }
+    0
+}
+
+/// The digit detectors at a word start `i` with a run of `len` digits followed by `next`:
+/// each looks closer only where its own condition on the run holds.
+#[inline(always)]
+fn digit_start(
+    ctx: &Ctx<'_>,
+    i: usize,
+    len: usize,
+    next: u8,
+    found: u16,
+    chain_end: &mut usize,
+) -> u16 {
+    let b = ctx.text.as_bytes();
+    let c = b[i];
+    let prev = if i == 0 { 0 } else { b[i - 1] };
+    // Card chains are looked at from their first group that starts a word (an earlier group
+    // glued to a word cannot start a match). A chain of one group needs 13 digits.
+    let grouped = matches!(next, b' ' | b'-') && b.get(i + len + 1).is_some_and(u8::is_ascii_digit);
+    let card = i >= *chain_end && found & CARD_BIT == 0 && (len >= 13 || grouped);
+    let ssn = prev != b'-'
+        && found & SSN_BIT == 0
+        && ((len == 3 && next == b'-') || (len == 9 && !is_word(next)));
+    let ip = found & IP_BIT == 0 && len <= 3 && next == b'.' && prev != b'.';
+    let phone = found & PHONE_BIT == 0
+        && ((len == 1 && c == b'1' && matches!(next, b' ' | b'.' | b'-'))
+            || (len == 3 && c != b'0' && c != b'1' && matches!(next, b'.' | b'-')))
+        && phone_prev_ok(prev);
+    if card || ssn || ip || phone {
+        digit_checks(ctx, i, len, [card, ssn, ip, phone], chain_end)
+    } else {
+        0
+    }
+}
+
+/// The closer looks [`digit_start`] asked for (card, SSN, IPv4, phone).
+#[inline(never)]
+fn digit_checks(
+    ctx: &Ctx<'_>,
+    i: usize,
+    len: usize,
+    look: [bool; 4],
+    chain_end: &mut usize,
+) -> u16 {
+    let b = ctx.text.as_bytes();
+    let [card, ssn, ip, phone] = look;
+    let mut add = 0;
+    if card && card_chain(b, i, len, chain_end) {
+        add |= CARD_BIT;
+    }
+    if ssn && ssn_at(ctx, i) {
+        add |= SSN_BIT;
+    }
+    if ip && ipv4_at(ctx, i) {
         add |= IP_BIT;
     }
+    if phone && nanp_at(b, i) {
+        add |= PHONE_BIT;
+    }
+    add
+}
+
+/// The candidates that begin at a word start `i` with a capital, `e`, `g`, `n`, `r`, `s` or
+/// `x`.
+#[inline(never)]
+fn letter_start(ctx: &Ctx<'_>, i: usize, found: u16) -> u16 {
+    let b = ctx.text.as_bytes();
+    let c = b[i];
+    let prev = if i == 0 { 0 } else { b[i - 1] };
+    let mut add = 0;
     if c == b'e'
         && found & JWT_BIT == 0
         && b[i..].starts_with(b"eyJ")
@@ -803,9 +994,21 @@ fn aws_secret_at(ctx: &Ctx<'_>, start: usize) -> bool {
 
 /// A digit chain (digit groups joined by single spaces or dashes, as the card regex takes
 /// them) starts at `start`: does some run of its groups, as the regex could bound it, make a
-/// card number? Sets `chain_end` to where the chain stops.
-fn card_chain(b: &[u8], start: usize, chain_end: &mut usize) -> bool {
+/// card number? `first` is the length of its first group. Sets `chain_end` to where the
+/// chain stops.
+fn card_chain(b: &[u8], start: usize, first: usize, chain_end: &mut usize) -> bool {
     let n = b.len();
+    let after_first = start + first;
+    if !(after_first + 1 < n
+        && matches!(b[after_first], b' ' | b'-')
+        && b[after_first + 1].is_ascii_digit())
+    {
+        // One group (the common case): the run itself, which starts a word.
+        *chain_end = after_first;
+        return (13..=19).contains(&first)
+            && word_end(b, after_first)
+            && is_card_bytes(&b[start..after_first]);
+    }
     let mut end = start;
     let mut digits = 0;
     loop {
@@ -877,7 +1080,13 @@ fn ssn_at(ctx: &Ctx<'_>, p: usize) -> bool {
 
 /// The IPv4 branch of the IP regex at `p` (a boundary before it), checked.
 fn ipv4_at(ctx: &Ctx<'_>, p: usize) -> bool {
-    let b = ctx.text.as_bytes();
+    ipv4_match_at(ctx.text.as_bytes(), p).is_some_and(|end| check_ip(ctx, p..end).is_some())
+}
+
+/// The end of the IPv4 branch of the IP regex, `(?-u:\b)(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?-u:\b)`,
+/// matched at `p` (a boundary before it). Every run of digits it takes is whole: a shorter
+/// one would be followed by a digit, where neither `.` nor the closing boundary can be.
+fn ipv4_match_at(b: &[u8], p: usize) -> Option<usize> {
     let mut j = p;
     for part in 0..4 {
         let s = j;
@@ -885,16 +1094,44 @@ fn ipv4_at(ctx: &Ctx<'_>, p: usize) -> bool {
             j += 1;
         }
         if j == s || j - s > 3 {
-            return false;
+            return None;
         }
         if part < 3 {
             if b.get(j) != Some(&b'.') {
-                return false;
+                return None;
             }
             j += 1;
         }
     }
-    word_end(b, j) && check_ip(ctx, p..j).is_some()
+    word_end(b, j).then_some(j)
+}
+
+/// What the IP regex finds in `text` (`find_iter`), for a text without `:`: the IPv6
+/// branch needs two, so only IPv4 matches, each starting at the first word start (of a
+/// digit, at or after where the last match ended) from which [`ipv4_match_at`] matches.
+/// Every such start is the run of one to three digits before a `.`, so only the runs before
+/// each `.` are looked at.
+pub(super) fn ip_matches_without_colon(text: &str, mut each: impl FnMut(Range<usize>)) {
+    let b = text.as_bytes();
+    debug_assert!(!b.contains(&b':'));
+    let mut from = 0;
+    while let Some(dot) = find_byte(b, from, b'.') {
+        let run = b[from..dot]
+            .iter()
+            .rev()
+            .take(4)
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        let start = dot - run;
+        if (1..=3).contains(&run) && (start == 0 || !is_word(b[start - 1])) {
+            if let Some(end) = ipv4_match_at(b, start) {
+                each(start..end);
+                from = end;
+                continue;
+            }
+        }
+        from = dot + 1;
+    }
 }
 
 /// The IPv6 branch of the IP regex can match at `p` (two `[0-9A-Fa-f]{0,4}:` groups) and the

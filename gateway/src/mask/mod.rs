@@ -6,12 +6,17 @@
 //! - **Field rules**: under an object key matching one of the `fields` globs (ASCII case
 //!   insensitive, `*` any run, `?` one byte), the whole value is masked, whatever it is.
 //! - **Detectors** run on every string, every object key and every number (as its decimal
-//!   text). All detectors' regexes form one `RegexSet`, so a string is scanned once to learn
-//!   which detectors can match at all; only those then locate and validate their candidates
-//!   (Luhn, mod 97, SSN ranges, address parsing, JWT header…). Overlapping hits resolve to the
-//!   longest.
-//! - A string that trims to `{`/`[` and parses as JSON is masked as JSON and written back
-//!   compactly (only if something was masked; otherwise it stays byte-identical).
+//!   text). One pass over a string (`detectors::gate`, custom detectors: one `RegexSet`)
+//!   learns which detectors can confirm anything in it at all; only those then locate and
+//!   validate their candidates (Luhn, mod 97, SSN ranges, address parsing, JWT header…).
+//!   Overlapping hits resolve to the longest. Integers of fewer than nine digits cannot hold
+//!   anything a built-in detector finds and are skipped when there are no custom detectors.
+//! - A string that trims to `{`/`[` and is JSON is masked as JSON, as it is read
+//!   (`json_text`): masked values are replaced in place, the rest of the text (layout,
+//!   member order) is kept, and text with nothing to mask stays byte-identical. Text that
+//!   pass does not take on (a key inside must be masked, nesting near the limits, malformed
+//!   text) is parsed and walked as a `Value` and, if something was masked, written back
+//!   compactly.
 //!
 //! Styles: `redact` → `[REDACTED:EMAIL]`; `partial` → `[REDACTED:CREDIT_CARD:…1111]` (the last
 //! four characters, and only for values of eight characters or more, else as `redact`);
@@ -25,6 +30,7 @@
 
 mod detectors;
 pub mod interceptor;
+mod json_text;
 
 use std::fmt::Write as _;
 use std::ops::Range;
@@ -181,8 +187,7 @@ struct CompiledDetector {
 }
 
 struct FieldRule {
-    /// The glob, ASCII-lowercased.
-    glob: Vec<u8>,
+    matcher: KeyGlob,
     finding: String,
     label: String,
     style: Style,
@@ -315,7 +320,7 @@ impl Masker {
                 let finding = format!("field:{glob}");
                 let bare = glob.replace(['*', '?'], "");
                 FieldRule {
-                    glob: glob.to_ascii_lowercase().into_bytes(),
+                    matcher: KeyGlob::new(glob.to_ascii_lowercase().into_bytes()),
                     label: label(if bare.is_empty() { "field" } else { &bare }),
                     style: style_for(&[&finding, glob]),
                     finding,
@@ -351,11 +356,11 @@ impl Masker {
         let mut walk = Walk {
             masker: self,
             salt,
-            pointer: String::new(),
             findings: Vec::new(),
-            number: String::new(),
+            scratch: Scratch::default(),
+            keys: KeyMemo::default(),
         };
-        match walk.value(value, None, 0) {
+        match walk.value(value, None, None, 0) {
             Ok(()) => Ok(walk.findings),
             Err(e) => {
                 *value = Value::Null;
@@ -367,25 +372,34 @@ impl Masker {
     /// Masks one string, as `mask_value` masks a string value (JSON text in it included);
     /// findings' pointers are relative to the string (`""` for the string itself).
     pub fn mask_text(&self, text: &str, salt: &[u8]) -> Result<(String, Vec<Finding>), MaskError> {
-        let mut value = Value::String(text.to_owned());
-        let findings = self.mask_value(&mut value, salt)?;
-        match value {
-            Value::String(s) => Ok((s, findings)),
-            _ => unreachable!("masking a string yields a string"),
-        }
+        let mut walk = Walk {
+            masker: self,
+            salt,
+            findings: Vec::new(),
+            scratch: Scratch::default(),
+            keys: KeyMemo::default(),
+        };
+        let masked = if walk.string(text, None, None, 0)? {
+            std::mem::take(&mut walk.scratch.masked)
+        } else {
+            text.to_owned()
+        };
+        Ok((masked, walk.findings))
     }
 
-    /// The masked form of `text` if any detector fired, with one finding per masked span.
+    /// Whether any detector fired in `text`; if so its masked form is in `scratch.masked` and
+    /// the detectors of the masked spans, in order, are appended to `hits` (indices into
+    /// `detectors`).
     fn scan(
         &self,
         text: &str,
         key: Option<&str>,
-        pointer: &str,
         salt: &[u8],
-        findings: &mut Vec<Finding>,
-    ) -> Option<String> {
+        hits: &mut Vec<usize>,
+        scratch: &mut Scratch,
+    ) -> bool {
         if text.is_empty() || self.detectors.is_empty() {
-            return None;
+            return false;
         }
         // One pass over the text says which built-in detectors can confirm anything in it
         // (for all others there is nothing to find), one `RegexSet` pass which custom ones can
@@ -401,7 +415,7 @@ impl Masker {
             .map(|set| set.matches(text))
             .filter(|hits| hits.matched_any());
         if gate == 0 && custom.is_none() {
-            return None;
+            return false;
         }
         let ctx = Ctx { text, key };
         let builtin = self.detectors[..self.builtins]
@@ -413,28 +427,46 @@ impl Masker {
             .flat_map(|hits| hits.iter())
             .map(|i| (self.builtins + i, &self.detectors[self.builtins + i]));
         // (span, detector index), from every detector that can match.
-        let mut candidates: Vec<(Range<usize>, usize)> = Vec::new();
+        let Scratch {
+            candidates,
+            chosen,
+            masked: out,
+            ..
+        } = scratch;
+        candidates.clear();
         for (i, d) in builtin.chain(custom) {
-            for m in d.regex.find_iter(text) {
-                if let Some(span) = (d.check)(&ctx, m.range()) {
+            let mut candidate = |m: Range<usize>| {
+                if let Some(span) = (d.check)(&ctx, m) {
                     if !span.is_empty() {
                         candidates.push((span, i));
                     }
                 }
+            };
+            if d.bit == detectors::IP_BIT && !detectors::has_colon(text.as_bytes()) {
+                // What the regex would find, found without it (the common case of a text
+                // with IPv4 addresses only).
+                detectors::ip_matches_without_colon(text, &mut candidate);
+            } else {
+                for m in d.regex.find_iter(text) {
+                    candidate(m.range());
+                }
             }
         }
         if candidates.is_empty() {
-            return None;
+            return false;
         }
         // Longest first, then leftmost, then detector order; keep what does not overlap.
-        candidates.sort_by(|a, b| {
-            b.0.len()
-                .cmp(&a.0.len())
-                .then(a.0.start.cmp(&b.0.start))
-                .then(a.1.cmp(&b.1))
-        });
-        let mut chosen: Vec<(Range<usize>, usize)> = Vec::new(); // sorted by start
-        for (span, i) in candidates {
+        if candidates.len() > 1 {
+            candidates.sort_unstable_by(|a, b| {
+                b.0.len()
+                    .cmp(&a.0.len())
+                    .then(a.0.start.cmp(&b.0.start))
+                    .then(a.1.cmp(&b.1))
+            });
+        }
+        // Sorted by start.
+        chosen.clear();
+        for (span, i) in candidates.drain(..) {
             let at = chosen.partition_point(|(c, _)| c.start < span.start);
             let clashes_before = at > 0 && chosen[at - 1].0.end > span.start;
             let clashes_after = at < chosen.len() && chosen[at].0.start < span.end;
@@ -442,66 +474,71 @@ impl Masker {
                 chosen.insert(at, (span, i));
             }
         }
-        let mut out = String::with_capacity(text.len());
+        out.clear();
+        out.reserve(text.len() + 16);
         let mut last = 0;
-        for (span, i) in chosen {
+        for (span, i) in chosen.drain(..) {
             let d = &self.detectors[i];
             out.push_str(&text[last..span.start]);
             let value = &text[span.clone()];
-            let normalized = normalize(d.normalize, value);
-            self.render(
-                &mut out,
-                &d.label,
-                d.style,
-                value,
-                normalized.as_bytes(),
-                salt,
-            );
-            findings.push(Finding {
-                detector: d.name.clone(),
-                pointer: pointer.to_owned(),
-            });
+            self.render(out, &d.label, d.style, value, d.normalize, salt);
+            hits.push(i);
             last = span.end;
         }
         out.push_str(&text[last..]);
-        Some(out)
+        true
+    }
+
+    /// No detector can find anything in an integer of fewer than nine digits: the built-in
+    /// ones need more digits (cards 13, SSNs 9, phone numbers 8 after a `+` or separators)
+    /// or other characters. Custom ones might.
+    fn short_integers_are_clean(&self) -> bool {
+        self.custom_set.is_none()
     }
 
     fn field_rule(&self, key: &str) -> Option<&FieldRule> {
         self.fields
             .iter()
-            .find(|f| glob_match(&f.glob, key.as_bytes()))
+            .find(|f| f.matcher.matches(key.as_bytes()))
     }
 
+    /// Writes the masked form of `shown` (normalised as `normalize` says before hashing).
     fn render(
         &self,
         out: &mut String,
         label: &str,
         style: Style,
         shown: &str,
-        hashed: &[u8],
+        normalize: Normalize,
         salt: &[u8],
     ) {
         match style {
             Style::Redact => {
-                let _ = write!(out, "[REDACTED:{label}]");
+                out.push_str("[REDACTED:");
+                out.push_str(label);
+                out.push(']');
             }
             Style::Partial => {
                 let n = shown.chars().count();
+                out.push_str("[REDACTED:");
+                out.push_str(label);
                 if n >= 8 {
                     let tail: String = shown.chars().skip(n - 4).collect();
-                    let _ = write!(out, "[REDACTED:{label}:…{tail}]");
-                } else {
-                    let _ = write!(out, "[REDACTED:{label}]");
+                    out.push_str(":…");
+                    out.push_str(&tail);
                 }
+                out.push(']');
             }
             Style::Hash => {
+                let hashed = normalized(normalize, shown);
                 let mut ctx = hmac::Context::with_key(&self.key);
                 ctx.update(&(salt.len() as u64).to_be_bytes());
                 ctx.update(salt);
-                ctx.update(hashed);
+                ctx.update(hashed.as_bytes());
                 let tag = ctx.sign();
-                let _ = write!(out, "[{label}:");
+                out.push('[');
+                out.push_str(label);
+                out.push(':');
                 for b in &tag.as_ref()[..6] {
                     let _ = write!(out, "{b:02x}");
                 }
@@ -511,35 +548,265 @@ impl Masker {
     }
 }
 
-/// One `mask_value` call: the pointer being built and the findings so far.
+/// Buffers reused from string to string within one `mask_value` call.
+#[derive(Default)]
+struct Scratch {
+    candidates: Vec<(Range<usize>, usize)>,
+    chosen: Vec<(Range<usize>, usize)>,
+    hits: Vec<usize>,
+    /// The decimal text of a number.
+    number: String,
+    /// The masked form of the last string scanned, when it was masked. It changes places
+    /// with the string it replaces, so that masking allocates nothing in the steady state.
+    masked: String,
+}
+
+/// Where a value sits, as a chain of JSON pointer tokens kept on the stack while walking;
+/// it is written out as a pointer only for a value that is masked.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    parent: Option<&'a Place<'a>>,
+    token: Token<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum Token<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+impl<'a> Place<'a> {
+    fn key(parent: Option<&'a Place<'a>>, key: &'a str) -> Self {
+        Place {
+            parent,
+            token: Token::Key(key),
+        }
+    }
+
+    fn index(parent: Option<&'a Place<'a>>, index: usize) -> Self {
+        Place {
+            parent,
+            token: Token::Index(index),
+        }
+    }
+}
+
+/// The RFC 6901 pointer of `path` (`""` for the root): measured first, then written from
+/// its end backwards into one allocation.
+fn pointer(path: Option<&Place<'_>>) -> String {
+    fn escapes(key: &str) -> usize {
+        key.bytes().filter(|&b| b == b'~' || b == b'/').count()
+    }
+    fn digits(mut n: usize) -> usize {
+        let mut d = 1;
+        while n >= 10 {
+            n /= 10;
+            d += 1;
+        }
+        d
+    }
+    let mut len = 0;
+    let mut at = path;
+    while let Some(place) = at {
+        len += 1 + match place.token {
+            Token::Key(k) => k.len() + escapes(k),
+            Token::Index(i) => digits(i),
+        };
+        at = place.parent;
+    }
+    let mut out = vec![0u8; len];
+    let mut end = len;
+    let mut at = path;
+    while let Some(place) = at {
+        match place.token {
+            Token::Key(k) if escapes(k) == 0 => {
+                out[end - k.len()..end].copy_from_slice(k.as_bytes());
+                end -= k.len();
+            }
+            Token::Key(k) => {
+                for &b in k.as_bytes().iter().rev() {
+                    let (first, second) = match b {
+                        b'~' => (b'~', b'0'),
+                        b'/' => (b'~', b'1'),
+                        b => {
+                            end -= 1;
+                            out[end] = b;
+                            continue;
+                        }
+                    };
+                    out[end - 2] = first;
+                    out[end - 1] = second;
+                    end -= 2;
+                }
+            }
+            Token::Index(mut i) => loop {
+                end -= 1;
+                out[end] = b'0' + (i % 10) as u8;
+                i /= 10;
+                if i == 0 {
+                    break;
+                }
+            },
+        }
+        end -= 1;
+        out[end] = b'/';
+        at = place.parent;
+    }
+    String::from_utf8(out).expect("keys are UTF-8, the rest ASCII")
+}
+
+/// One `mask_value` call: the findings so far.
 struct Walk<'a> {
     masker: &'a Masker,
     salt: &'a [u8],
-    pointer: String,
     findings: Vec<Finding>,
-    /// Scratch buffer for the decimal text of numbers.
-    number: String,
+    scratch: Scratch,
+    keys: KeyMemo,
 }
 
-impl Walk<'_> {
-    fn value(&mut self, v: &mut Value, key: Option<&str>, depth: usize) -> Result<(), MaskError> {
+enum Key<'a> {
+    /// Kept as it is; the field rule naming it, if any.
+    Plain(Option<&'a FieldRule>),
+    /// Masked: the masked key and the detectors of its masked spans.
+    Masked(String, Vec<usize>),
+}
+
+/// The keys seen in one call that need no masking, with their field rule (an index into
+/// `Masker::fields`): a small open-addressing table.
+#[derive(Default)]
+struct KeyMemo {
+    slots: Vec<Option<MemoSlot>>,
+    len: usize,
+}
+
+struct MemoSlot {
+    hash: u64,
+    key: Box<str>,
+    rule: Option<usize>,
+}
+
+impl KeyMemo {
+    const SLOTS: usize = 256;
+    /// Longer keys are not remembered (nor are keys past half the table).
+    const KEY_MAX: usize = 64;
+    const PROBES: usize = 4;
+
+    fn hash(key: &[u8]) -> u64 {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mix = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(K);
+        let mut h = (key.len() as u64).wrapping_mul(K);
+        let mut chunks = key.chunks_exact(8);
+        for c in &mut chunks {
+            h = mix(h, u64::from_le_bytes(c.try_into().expect("eight")));
+        }
+        let rest = chunks.remainder();
+        let n = rest.len();
+        // The last one to seven bytes, read without a copy (the reads may overlap).
+        let u32_at =
+            |i: usize| u64::from(u32::from_le_bytes(rest[i..i + 4].try_into().expect("four")));
+        let tail = match n {
+            0 => return h,
+            1..=3 => {
+                u64::from(rest[0]) | (u64::from(rest[n / 2]) << 8) | (u64::from(rest[n - 1]) << 16)
+            }
+            _ => u32_at(0) | (u32_at(n - 4) << 32),
+        };
+        mix(h, tail)
+    }
+
+    fn get(&self, key: &str) -> Option<Option<usize>> {
+        if self.slots.is_empty() || key.len() > Self::KEY_MAX {
+            return None;
+        }
+        let h = Self::hash(key.as_bytes());
+        for probe in 0..Self::PROBES {
+            match &self.slots[(h as usize).wrapping_add(probe) % Self::SLOTS] {
+                Some(MemoSlot { hash, key: k, rule })
+                    if *hash == h && k.as_bytes() == key.as_bytes() =>
+                {
+                    return Some(*rule)
+                }
+                Some(_) => {}
+                None => return None,
+            }
+        }
+        None
+    }
+
+    fn insert(&mut self, key: &str, rule: Option<usize>) {
+        if key.len() > Self::KEY_MAX || self.len >= Self::SLOTS / 2 {
+            return;
+        }
+        if self.slots.is_empty() {
+            self.slots.resize_with(Self::SLOTS, || None);
+        }
+        let h = Self::hash(key.as_bytes());
+        for probe in 0..Self::PROBES {
+            let slot = &mut self.slots[(h as usize).wrapping_add(probe) % Self::SLOTS];
+            if slot.is_none() {
+                *slot = Some(MemoSlot {
+                    hash: h,
+                    key: key.into(),
+                    rule,
+                });
+                self.len += 1;
+                return;
+            }
+        }
+    }
+}
+
+impl<'a> Walk<'a> {
+    /// Masks `text` (a string, key or number, with the member key `key` for context) into
+    /// `scratch.masked`, if any detector fires; one finding per masked span, all at `path`.
+    fn scan(&mut self, text: &str, key: Option<&str>, path: Option<&Place<'_>>) -> bool {
+        let mut hits = std::mem::take(&mut self.scratch.hits);
+        hits.clear();
+        let masked = self
+            .masker
+            .scan(text, key, self.salt, &mut hits, &mut self.scratch);
+        if let Some((&last, rest)) = hits.split_last() {
+            let pointer = pointer(path);
+            for &i in rest {
+                self.findings.push(Finding {
+                    detector: self.masker.detectors[i].name.clone(),
+                    pointer: pointer.clone(),
+                });
+            }
+            self.findings.push(Finding {
+                detector: self.masker.detectors[last].name.clone(),
+                pointer,
+            });
+        }
+        self.scratch.hits = hits;
+        masked
+    }
+
+    fn value(
+        &mut self,
+        v: &mut Value,
+        key: Option<&str>,
+        path: Option<&Place<'_>>,
+        depth: usize,
+    ) -> Result<(), MaskError> {
         match v {
             Value::Object(map) => {
                 if depth >= MAX_DEPTH {
                     return Err(MaskError::TooDeep(MAX_DEPTH));
                 }
-                // Keys can carry values too (`{"alice@example.com": 3}`): mask them first, so
-                // pointers (and the output) only ever hold masked keys.
-                let mut renames: Vec<(String, String, Vec<Finding>)> = Vec::new();
-                for k in map.keys() {
-                    let mut found = Vec::new();
-                    if let Some(masked) = self.masker.scan(k, None, "", self.salt, &mut found) {
-                        renames.push((k.clone(), masked, found));
+                // Keys can carry values too (`{"alice@example.com": 3}`): masked keys are
+                // renamed, so pointers (and the output) only ever hold masked keys.
+                let mut renames: Vec<(String, String, Vec<usize>)> = Vec::new();
+                for (k, child) in map.iter_mut() {
+                    match self.key(k) {
+                        Key::Plain(rule) => {
+                            let here = Place::key(path, k);
+                            self.member(child, k, rule, Some(&here), depth)?;
+                        }
+                        Key::Masked(masked, hits) => renames.push((k.clone(), masked, hits)),
                     }
                 }
-                let base = self.pointer.len();
-                let mut renamed: Vec<String> = Vec::with_capacity(renames.len());
-                for (old, new, found) in renames {
+                for (old, new, hits) in renames {
                     let mut child = map.remove(&old).expect("key was just listed");
                     // Two keys may mask alike (`[REDACTED:EMAIL]`): keep both members.
                     let mut unique = new.clone();
@@ -548,23 +815,17 @@ impl Walk<'_> {
                         unique = format!("{new}#{n}");
                         n += 1;
                     }
-                    push_token(&mut self.pointer, &unique);
-                    self.findings.extend(found.into_iter().map(|f| Finding {
-                        pointer: self.pointer.clone(),
-                        ..f
-                    }));
-                    self.member(&mut child, &old, depth)?;
-                    self.pointer.truncate(base);
-                    map.insert(unique.clone(), child);
-                    renamed.push(unique);
-                }
-                for (k, child) in map.iter_mut() {
-                    if renamed.contains(k) {
-                        continue;
+                    let here = Place::key(path, &unique);
+                    let at = pointer(Some(&here));
+                    for i in hits {
+                        self.findings.push(Finding {
+                            detector: self.masker.detectors[i].name.clone(),
+                            pointer: at.clone(),
+                        });
                     }
-                    push_token(&mut self.pointer, k);
-                    self.member(child, k, depth)?;
-                    self.pointer.truncate(base);
+                    let rule = self.masker.field_rule(&old);
+                    self.member(&mut child, &old, rule, Some(&here), depth)?;
+                    map.insert(unique, child);
                 }
                 Ok(())
             }
@@ -572,31 +833,32 @@ impl Walk<'_> {
                 if depth >= MAX_DEPTH {
                     return Err(MaskError::TooDeep(MAX_DEPTH));
                 }
-                let base = self.pointer.len();
                 for (i, child) in items.iter_mut().enumerate() {
-                    let _ = write!(self.pointer, "/{i}");
-                    self.value(child, None, depth + 1)?;
-                    self.pointer.truncate(base);
+                    let here = Place::index(path, i);
+                    self.value(child, None, Some(&here), depth + 1)?;
                 }
                 Ok(())
             }
             Value::String(s) => {
-                if let Some(masked) = self.string(s, key, depth)? {
-                    *s = masked;
+                if self.string(s, key, path, depth)? {
+                    std::mem::swap(s, &mut self.scratch.masked);
                 }
                 Ok(())
             }
             Value::Number(n) => {
+                if self.masker.short_integers_are_clean()
+                    && n.as_i64().is_some_and(|v| v.unsigned_abs() < 100_000_000)
+                {
+                    return Ok(());
+                }
                 // Formatted into a buffer kept for the whole walk: no allocation per number.
-                let mut text = std::mem::take(&mut self.number);
+                let mut text = std::mem::take(&mut self.scratch.number);
                 text.clear();
                 let _ = write!(text, "{n}");
-                let masked =
-                    self.masker
-                        .scan(&text, key, &self.pointer, self.salt, &mut self.findings);
-                self.number = text;
-                if let Some(masked) = masked {
-                    *v = Value::String(masked);
+                let masked = self.scan(&text, key, path);
+                self.scratch.number = text;
+                if masked {
+                    *v = Value::String(std::mem::take(&mut self.scratch.masked));
                 }
                 Ok(())
             }
@@ -604,66 +866,126 @@ impl Walk<'_> {
         }
     }
 
-    /// An object member's value: masked whole under a field rule, else walked.
-    fn member(&mut self, child: &mut Value, key: &str, depth: usize) -> Result<(), MaskError> {
-        let Some(rule) = self.masker.field_rule(key) else {
-            return self.value(child, Some(key), depth + 1);
-        };
-        let mut out = String::new();
-        match &*child {
-            Value::String(s) => self.masker.render(
-                &mut out,
-                &rule.label,
-                rule.style,
-                s,
-                s.as_bytes(),
-                self.salt,
-            ),
-            other => {
-                let json = other.to_string();
-                // Only the tail of a string is ever shown; structured values are not.
-                let style = match rule.style {
-                    Style::Partial => Style::Redact,
-                    s => s,
-                };
-                self.masker.render(
-                    &mut out,
-                    &rule.label,
-                    style,
-                    &json,
-                    json.as_bytes(),
-                    self.salt,
-                )
+    /// An object key: masked (the detectors of the masked spans), or kept, with the field
+    /// rule that names it if any. Keys repeat (every record of a result has the same ones),
+    /// so what a kept key needs is remembered for the rest of the call.
+    fn key(&mut self, key: &str) -> Key<'a> {
+        let masker: &'a Masker = self.masker;
+        if let Some(rule) = self.keys.get(key) {
+            return Key::Plain(rule.map(|i| &masker.fields[i]));
+        }
+        let mut hits = Vec::new();
+        match self
+            .masker
+            .scan(key, None, self.salt, &mut hits, &mut self.scratch)
+        {
+            true => Key::Masked(self.scratch.masked.clone(), hits),
+            false => {
+                let rule = masker
+                    .fields
+                    .iter()
+                    .position(|f| f.matcher.matches(key.as_bytes()));
+                self.keys.insert(key, rule);
+                Key::Plain(rule.map(|i| &masker.fields[i]))
             }
         }
+    }
+
+    /// An object member's value: masked whole under a field rule, else walked.
+    fn member(
+        &mut self,
+        child: &mut Value,
+        key: &str,
+        rule: Option<&FieldRule>,
+        path: Option<&Place<'_>>,
+        depth: usize,
+    ) -> Result<(), MaskError> {
+        let Some(rule) = rule else {
+            return self.value(child, Some(key), path, depth + 1);
+        };
+        let out = match &*child {
+            Value::String(s) => self.field_masked(rule, s),
+            other => self.field_masked_json(rule, &other.to_string()),
+        };
         *child = Value::String(out);
         self.findings.push(Finding {
             detector: rule.finding.clone(),
-            pointer: self.pointer.clone(),
+            pointer: pointer(path),
         });
         Ok(())
     }
 
-    /// A string: JSON text is masked as JSON, anything else by the detectors.
+    /// A string under a field rule, masked whole.
+    fn field_masked(&self, rule: &FieldRule, s: &str) -> String {
+        let mut out = String::new();
+        self.masker.render(
+            &mut out,
+            &rule.label,
+            rule.style,
+            s,
+            Normalize::None,
+            self.salt,
+        );
+        out
+    }
+
+    /// A structured value (as compact JSON) under a field rule, masked whole. Only the tail
+    /// of a string is ever shown; structured values are not.
+    fn field_masked_json(&self, rule: &FieldRule, json: &str) -> String {
+        let style = match rule.style {
+            Style::Partial => Style::Redact,
+            s => s,
+        };
+        let mut out = String::new();
+        self.masker.render(
+            &mut out,
+            &rule.label,
+            style,
+            json,
+            Normalize::None,
+            self.salt,
+        );
+        out
+    }
+
+    /// A string: JSON text is masked as JSON, anything else by the detectors. Whether it was
+    /// masked; if so, its masked form is in `scratch.masked`.
     fn string(
         &mut self,
         s: &str,
         key: Option<&str>,
+        path: Option<&Place<'_>>,
         depth: usize,
-    ) -> Result<Option<String>, MaskError> {
-        let trimmed = s.trim_start();
-        if trimmed.starts_with(['{', '[']) {
+    ) -> Result<bool, MaskError> {
+        // (`trim_start` is for the rare string that starts with white space: it looks at
+        // Unicode white space, so an ASCII byte that is none settles it at once.)
+        let json = match s.as_bytes().first() {
+            Some(b'{' | b'[') => true,
+            Some(&c) if c.is_ascii() && !c.is_ascii_whitespace() && c != 0x0b => false,
+            _ => s.trim_start().starts_with(['{', '[']),
+        };
+        if json {
+            // Masked as it is read, without building a `Value` (see `json_text`); text it
+            // does not take on is parsed and walked as a `Value` as before.
+            match self.json_text(s, key, path, depth) {
+                json_text::Outcome::Unchanged => return Ok(false),
+                json_text::Outcome::Masked(masked) => {
+                    self.scratch.masked = masked;
+                    return Ok(true);
+                }
+                json_text::Outcome::Declined => {}
+            }
             match serde_json::from_str::<Value>(s) {
                 Ok(mut inner) => {
                     let before = self.findings.len();
                     // The parsed text takes the string's place in the nesting count.
-                    self.value(&mut inner, key, depth)?;
+                    self.value(&mut inner, key, path, depth)?;
                     if self.findings.len() == before {
-                        return Ok(None);
+                        return Ok(false);
                     }
-                    return Ok(Some(
-                        serde_json::to_string(&inner).expect("a Value always serializes"),
-                    ));
+                    self.scratch.masked =
+                        serde_json::to_string(&inner).expect("a Value always serializes");
+                    return Ok(true);
                 }
                 // serde_json stops at 128 levels; text that deep is refused, not scanned as
                 // prose (field rules could not apply to it).
@@ -673,24 +995,7 @@ impl Walk<'_> {
                 Err(_) => {}
             }
         }
-        Ok(self
-            .masker
-            .scan(s, key, &self.pointer, self.salt, &mut self.findings))
-    }
-}
-
-fn push_token(pointer: &mut String, token: &str) {
-    pointer.push('/');
-    if !token.contains(['~', '/']) {
-        pointer.push_str(token);
-        return;
-    }
-    for c in token.chars() {
-        match c {
-            '~' => pointer.push_str("~0"),
-            '/' => pointer.push_str("~1"),
-            c => pointer.push(c),
-        }
+        Ok(self.scan(s, key, path))
     }
 }
 
@@ -707,7 +1012,7 @@ fn label(name: &str) -> String {
         .collect()
 }
 
-fn normalize(how: Normalize, value: &str) -> std::borrow::Cow<'_, str> {
+fn normalized(how: Normalize, value: &str) -> std::borrow::Cow<'_, str> {
     match how {
         Normalize::None => value.into(),
         Normalize::Lowercase => value.to_lowercase().into(),
@@ -717,6 +1022,56 @@ fn normalize(how: Normalize, value: &str) -> std::borrow::Cow<'_, str> {
             .map(|c| c.to_ascii_uppercase())
             .collect::<String>()
             .into(),
+    }
+}
+
+/// A field rule's glob, compiled for the common shapes (`password`, `*secret*`, `api*`,
+/// `*_token`), which are matched without the general glob loop. Matching is ASCII case
+/// insensitive throughout, as [`glob_match`].
+enum KeyGlob {
+    Exact(Vec<u8>),
+    Contains(Vec<u8>),
+    Prefix(Vec<u8>),
+    Suffix(Vec<u8>),
+    Any(Vec<u8>),
+}
+
+impl KeyGlob {
+    /// `pattern` is ASCII-lowercased.
+    fn new(pattern: Vec<u8>) -> Self {
+        let plain = |s: &[u8]| !s.iter().any(|&c| c == b'*' || c == b'?');
+        let n = pattern.len();
+        if plain(&pattern) {
+            KeyGlob::Exact(pattern)
+        } else if n >= 2
+            && pattern[0] == b'*'
+            && pattern[n - 1] == b'*'
+            && plain(&pattern[1..n - 1])
+        {
+            KeyGlob::Contains(pattern[1..n - 1].to_vec())
+        } else if n >= 1 && pattern[n - 1] == b'*' && plain(&pattern[..n - 1]) {
+            KeyGlob::Prefix(pattern[..n - 1].to_vec())
+        } else if n >= 1 && pattern[0] == b'*' && plain(&pattern[1..]) {
+            KeyGlob::Suffix(pattern[1..].to_vec())
+        } else {
+            KeyGlob::Any(pattern)
+        }
+    }
+
+    fn matches(&self, key: &[u8]) -> bool {
+        match self {
+            KeyGlob::Exact(p) => key.eq_ignore_ascii_case(p),
+            KeyGlob::Contains(p) => {
+                p.is_empty() || key.windows(p.len()).any(|w| w.eq_ignore_ascii_case(p))
+            }
+            KeyGlob::Prefix(p) => key
+                .get(..p.len())
+                .is_some_and(|k| k.eq_ignore_ascii_case(p)),
+            KeyGlob::Suffix(p) => {
+                key.len() >= p.len() && key[key.len() - p.len()..].eq_ignore_ascii_case(p)
+            }
+            KeyGlob::Any(p) => glob_match(p, key),
+        }
     }
 }
 

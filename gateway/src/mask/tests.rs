@@ -1265,3 +1265,361 @@ fn negatives_as_positives() -> Vec<(&'static str, String, String)> {
         .map(|v| ("", String::new(), v))
         .collect()
 }
+
+/// The candidate scan on long strings: runs of exactly 40 `[A-Za-z0-9/+]` at every offset
+/// (only those are AWS secret key candidates), in texts well over a scan step long.
+#[test]
+fn candidate_scan_finds_secret_key_runs_anywhere() {
+    let m = masker();
+    // (This one has only one digit: standalone, it is no key; the other one is.)
+    let key40 = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+    let aws = m
+        .detectors
+        .iter()
+        .find(|d| d.name == "aws_secret_key")
+        .unwrap();
+    let mut detected = 0;
+    for offset in 0..80 {
+        for (before, after) in [(" ", " "), ("x", " "), (" ", "A"), ("_", "_"), ("\n", "")] {
+            for key in [key40, "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLE123"] {
+                let text = format!(
+                    "{}{before}{key}{after}{}",
+                    &"ab cd ".repeat(14)[..offset],
+                    " tail".repeat(10)
+                );
+                let ctx = Ctx {
+                    text: &text,
+                    key: None,
+                };
+                let confirms = aws
+                    .regex
+                    .find_iter(&text)
+                    .any(|mt| (aws.check)(&ctx, mt.range()).is_some());
+                let gate = detectors::gate(&text, None);
+                assert_eq!(gate & aws.bit != 0, confirms, "{text:?}");
+                let (out, _) = m.mask_text(&text, SALT).unwrap();
+                assert_eq!(!out.contains(key), confirms, "{text:?} -> {out:?}");
+                detected += usize::from(confirms);
+            }
+        }
+    }
+    assert!(detected >= 80, "{detected}");
+}
+
+/// The IP detector's matches in texts without `:` are found without its regex: they must be
+/// exactly what the regex finds.
+#[test]
+fn ipv4_matches_without_colon_are_the_regex_matches() {
+    let re = regex::Regex::new(detectors::spec(&Detector::Ip).unwrap().pattern).unwrap();
+    let pieces = [
+        "1",
+        "12",
+        "123",
+        "1234",
+        "0",
+        "255",
+        "256",
+        "999",
+        ".",
+        ".",
+        "..",
+        " ",
+        "a",
+        "_",
+        "é",
+        "-",
+        "1.2.3.4",
+        "10.0.0.1",
+        "192.168.1.10",
+        "1.2.3.4.5",
+        "01.2.3.4",
+        "v1.2.3",
+        "x",
+    ];
+    let mut rng = Rng(0x1b_c0de);
+    for _ in 0..100_000 {
+        let n = 1 + (rng.next() % 14) as usize;
+        let text: String = (0..n)
+            .map(|_| pieces[(rng.next() % pieces.len() as u64) as usize])
+            .collect();
+        let want: Vec<_> = re.find_iter(&text).map(|m| m.range()).collect();
+        let mut got = Vec::new();
+        detectors::ip_matches_without_colon(&text, |r| got.push(r));
+        assert_eq!(got, want, "{text:?}");
+    }
+}
+
+/// IPv4 octets are checked without parsing an `Ipv4Addr`: same answers.
+#[test]
+fn ipv4_octet_check_agrees_with_the_parser() {
+    let mut octets: Vec<String> = (0..1000)
+        .flat_map(|n| [n.to_string(), format!("{n:02}"), format!("{n:03}")])
+        .collect();
+    octets.extend(["".into(), "1234".into(), "a".into()]);
+    for o in &octets {
+        for pos in 0..4 {
+            let mut parts = ["1"; 4];
+            parts[pos] = o;
+            let s = parts.join(".");
+            assert_eq!(
+                detectors::ipv4_octets_ok(&s),
+                s.parse::<std::net::Ipv4Addr>().is_ok(),
+                "{s}"
+            );
+        }
+    }
+}
+
+/// The JSON string scanner's fast path (eight bytes at a time) stops where a byte-by-byte
+/// scan stops.
+#[test]
+fn string_scan_stops_at_quotes_escapes_and_control_bytes() {
+    let mut rng = Rng(0x5ca1ab1e);
+    let alphabet: Vec<u8> = [
+        b'a', b'Z', b'0', b' ', b'"', b'\\', 0x00, 0x1f, 0x20, 0x7f, 0x80, 0xc3, 0xff, b'{',
+    ]
+    .to_vec();
+    for _ in 0..50_000 {
+        let n = (rng.next() % 40) as usize;
+        let bytes: Vec<u8> = (0..n)
+            .map(|_| alphabet[(rng.next() % alphabet.len() as u64) as usize])
+            .collect();
+        let from = if n == 0 {
+            0
+        } else {
+            (rng.next() % n as u64) as usize
+        };
+        let want = bytes[from..]
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+            .map_or(n, |p| from + p);
+        assert_eq!(
+            json_text::plain_run(&bytes, from),
+            want,
+            "{bytes:?} from {from}"
+        );
+    }
+}
+
+/// A random JSON document with sensitive values, look-alikes, escapes, numbers of every
+/// form, field-rule keys, nesting and JSON text inside strings.
+fn random_json(rng: &mut Rng, depth: usize, pieces: &[String]) -> Value {
+    let leaf = |rng: &mut Rng| -> Value {
+        match rng.next() % 9 {
+            0 => json!(null),
+            1 => json!(rng.next().is_multiple_of(2)),
+            2 => json!((rng.next() % 1_000_000_000_000) as i64 - 500_000_000),
+            3 => json!(4111111111111111u64),
+            4 => json!((rng.next() % 10_000) as f64 / 7.0),
+            5 => json!(123456789),
+            _ => {
+                let k = 1 + (rng.next() % 4) as usize;
+                let s: String = (0..k)
+                    .map(|_| pieces[(rng.next() % pieces.len() as u64) as usize].as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                json!(s)
+            }
+        }
+    };
+    if depth == 0 {
+        return leaf(rng);
+    }
+    match rng.next() % 5 {
+        0 => {
+            let n = (rng.next() % 4) as usize;
+            Value::Array(
+                (0..n)
+                    .map(|_| random_json(rng, depth - 1, pieces))
+                    .collect(),
+            )
+        }
+        1 | 2 => {
+            let keys = [
+                "id",
+                "email",
+                "note",
+                "password",
+                "client_secret",
+                "ssn",
+                "social",
+                "a/b",
+                "t~x",
+                "ünï",
+                "card",
+                "aws_secret_access_key",
+                "text",
+                "log",
+            ];
+            let n = (rng.next() % 5) as usize;
+            let mut map = serde_json::Map::new();
+            for _ in 0..n {
+                let k = keys[(rng.next() % keys.len() as u64) as usize];
+                map.insert(k.to_owned(), random_json(rng, depth - 1, pieces));
+            }
+            Value::Object(map)
+        }
+        3 => {
+            // JSON text inside a string.
+            let inner = random_json(rng, depth - 1, pieces);
+            json!(if rng.next().is_multiple_of(2) {
+                serde_json::to_string(&inner).unwrap()
+            } else {
+                serde_json::to_string_pretty(&inner).unwrap()
+            })
+        }
+        _ => leaf(rng),
+    }
+}
+
+/// JSON text in a string is masked as it is read, without a `Value`: the result must mean
+/// what masking the parsed text as a `Value` gives (same values, same findings), keep the
+/// text's own layout, and stay byte-identical when nothing is masked.
+#[test]
+fn json_text_masked_as_read_agrees_with_the_value_walk() {
+    for style in [Style::Redact, Style::Partial, Style::Hash] {
+        let m = masker_with(|s| s.style = style);
+        let mut rng = Rng(0xa11ce ^ style as u64);
+        let pieces: Vec<String> = positives()
+            .into_iter()
+            .flat_map(|(_, ctx, v)| [v, ctx])
+            .chain(negatives())
+            .chain([
+                "é \"quoted\" \\ back\nslash\t".to_owned(),
+                "\u{2028}".to_owned(),
+            ])
+            .filter(|s| !s.is_empty())
+            .collect();
+        let mut masked_texts = 0;
+        for round in 0..3000 {
+            let doc = match random_json(&mut rng, 4, &pieces) {
+                v @ (Value::Object(_) | Value::Array(_)) => v,
+                other => json!([other]),
+            };
+            let text = if round % 2 == 0 {
+                serde_json::to_string(&doc).unwrap()
+            } else {
+                serde_json::to_string_pretty(&doc).unwrap()
+            };
+            let (out, found) = m.mask_text(&text, SALT).unwrap();
+            // What the `Value` walk makes of the text (parsed as it parsed it).
+            let mut want: Value = serde_json::from_str(&text).unwrap();
+            let want_found = m.mask_value(&mut want, SALT).unwrap();
+            let got: Value = serde_json::from_str(&out).expect("still JSON");
+            assert_eq!(got, want, "{text}");
+            let sorted = |mut f: Vec<Finding>| {
+                f.sort_by(|a, b| (&a.pointer, &a.detector).cmp(&(&b.pointer, &b.detector)));
+                f
+            };
+            assert_eq!(sorted(found.clone()), sorted(want_found), "{text}");
+            if found.is_empty() {
+                assert_eq!(out, text, "untouched text stays byte-identical");
+            } else {
+                masked_texts += 1;
+            }
+        }
+        assert!(
+            masked_texts > 1000,
+            "the documents do hold sensitive values"
+        );
+    }
+}
+
+/// Text the reading pass does not take on goes the way of the `Value` walk: text that only
+/// looks like JSON is prose, a masked key inside is renamed (and the text rewritten
+/// compactly), nesting too deep is refused.
+#[test]
+fn json_text_the_reading_pass_declines() {
+    let m = masker();
+    for (text, want) in [
+        ("{\"a\": 1,}", "{\"a\": 1,}"),
+        (
+            "[1, 2] trailing alice@example.com",
+            "[1, 2] trailing [REDACTED:EMAIL]",
+        ),
+        (
+            "{\"a\": \"\\ud800 x\"} bob@example.com",
+            "{\"a\": \"\\ud800 x\"} [REDACTED:EMAIL]",
+        ),
+        ("[1e400, \"10.0.0.1\"]", "[1e400, \"[REDACTED:IP]\"]"),
+        (
+            "{\"z\": 1, \"alice@example.com\": \"10.0.0.1\"}",
+            "{\"[REDACTED:EMAIL]\":\"[REDACTED:IP]\",\"z\":1}",
+        ),
+    ] {
+        assert_eq!(m.mask_text(text, SALT).unwrap().0, want, "{text}");
+    }
+    let deep = format!("{}\"10.0.0.1\"{}", "[".repeat(130), "]".repeat(130));
+    assert!(matches!(
+        m.mask_text(&deep, SALT),
+        Err(MaskError::TooDeep(_))
+    ));
+    // Within the limits the reading pass masks, keeping the layout.
+    let text = "{\n  \"b\": \"10.0.0.1\",\n  \"a\": [ 4111111111111111 ]\n}";
+    let (out, found) = m.mask_text(text, SALT).unwrap();
+    assert_eq!(
+        out,
+        "{\n  \"b\": \"[REDACTED:IP]\",\n  \"a\": [ \"[REDACTED:CREDIT_CARD]\" ]\n}"
+    );
+    let pointers: Vec<&str> = found.iter().map(|f| f.pointer.as_str()).collect();
+    assert_eq!(pointers, ["/b", "/a/0"]);
+}
+
+/// Duplicate keys in JSON text: every member is masked (a `Value` keeps only the last one,
+/// and the text forwarded must not hold the others unmasked).
+#[test]
+fn json_text_duplicate_keys_are_all_masked() {
+    let (out, found) = masker()
+        .mask_text(r#"{"note": "alice@example.com", "note": "ok"}"#, SALT)
+        .unwrap();
+    assert_eq!(out, r#"{"note": "[REDACTED:EMAIL]", "note": "ok"}"#);
+    assert_eq!(found.len(), 1);
+}
+
+/// Integers of up to eight digits are skipped (no built-in detector can find anything in
+/// them); longer ones are scanned, as are all numbers when custom detectors are set.
+#[test]
+fn short_integers_skip_only_what_cannot_match() {
+    let builtin_only = masker_with(|s| s.custom.clear());
+    let mut doc = json!({"a": 12345678, "b": -12345678, "card": 4111111111111111u64,
+                         "social_security": 536221234, "n": [1, 0, -0, 99999999]});
+    let found = builtin_only.mask_value(&mut doc, SALT).unwrap();
+    assert_eq!(doc["a"], 12345678);
+    assert_eq!(doc["card"], "[REDACTED:CREDIT_CARD]");
+    assert_eq!(doc["social_security"], "[REDACTED:SSN]");
+    assert_eq!(found.len(), 2);
+    let text = r#"{"a": 12345678, "card": 4111111111111111, "social_security": 536221234}"#;
+    let (out, _) = builtin_only.mask_text(text, SALT).unwrap();
+    assert_eq!(
+        out,
+        r#"{"a": 12345678, "card": "[REDACTED:CREDIT_CARD]", "social_security": "[REDACTED:SSN]"}"#
+    );
+    let custom = masker_with(|s| s.custom = vec![("short".into(), "^42$".into())]);
+    let mut doc = json!({"x": 42});
+    assert_eq!(custom.mask_value(&mut doc, SALT).unwrap().len(), 1);
+    assert_eq!(doc["x"], "[REDACTED:SHORT]");
+}
+
+/// Keys repeat from record to record and what they need is remembered within a call: the
+/// same key gets the same treatment every time, masked keys included.
+#[test]
+fn repeated_keys_are_treated_alike() {
+    let m = masker();
+    let long_key = format!("{}secret", "k".repeat(100));
+    let rows: Vec<Value> = (0..300)
+        .map(|i| {
+            json!({"password": format!("pw{i}"), "alice@example.com": i, "name": format!("n{i}"),
+                   &long_key: "v", format!("key{}", i % 7): "10.0.0.1"})
+        })
+        .collect();
+    let mut doc = json!({ "rows": rows });
+    let found = m.mask_value(&mut doc, SALT).unwrap();
+    for (i, row) in doc["rows"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(row["password"], "[REDACTED:PASSWORD]");
+        assert_eq!(row["[REDACTED:EMAIL]"], i);
+        assert_eq!(row[long_key.as_str()], "[REDACTED:SECRET]");
+        assert_eq!(row[format!("key{}", i % 7)], "[REDACTED:IP]");
+        assert_eq!(row["name"], format!("n{i}").as_str());
+    }
+    assert_eq!(found.len(), 300 * 4);
+}
