@@ -696,7 +696,7 @@ const CARD_BIT: u16 = 1 << 1;
 const SSN_BIT: u16 = 1 << 2;
 const PHONE_BIT: u16 = 1 << 3;
 const IBAN_BIT: u16 = 1 << 4;
-pub(super) const IP_BIT: u16 = 1 << 5;
+const IP_BIT: u16 = 1 << 5;
 const AWS_ACCESS_BIT: u16 = 1 << 6;
 const AWS_SECRET_BIT: u16 = 1 << 7;
 const JWT_BIT: u16 = 1 << 8;
@@ -1131,6 +1131,144 @@ pub(super) fn ip_matches_without_colon(text: &str, mut each: impl FnMut(Range<us
             }
         }
         from = dot + 1;
+    }
+}
+
+/// What a built-in detector's regex finds in `text` (`find_iter`), found without running it,
+/// where that is simple: e-mail addresses, card numbers, AWS access key ids, and IP addresses
+/// in a text without `:`. `false` (and nothing found) for the others: run the regex.
+pub(super) fn regex_matches(bit: u16, text: &str, each: impl FnMut(Range<usize>)) -> bool {
+    match bit {
+        EMAIL_BIT => email_matches(text, each),
+        CARD_BIT => card_matches(text, each),
+        AWS_ACCESS_BIT => aws_access_matches(text, each),
+        IP_BIT if !has_colon(text.as_bytes()) => ip_matches_without_colon(text, each),
+        _ => return false,
+    }
+    true
+}
+
+/// What the e-mail regex finds (see [`EMAIL`]). The local part cannot hold `@`, so a match
+/// is the run of local-part bytes just before an `@` (from where the last match ended at
+/// the earliest), and a domain after it (see [`email_domain_end`]); an `@` whose domain does
+/// not match starts nothing.
+fn email_matches(text: &str, mut each: impl FnMut(Range<usize>)) {
+    let b = text.as_bytes();
+    let local = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-');
+    let mut from = 0;
+    let mut search = 0;
+    while let Some(at) = find_byte(b, search, b'@') {
+        let mut start = at;
+        while start > from && local(b[start - 1]) {
+            start -= 1;
+        }
+        if start < at {
+            if let Some(end) = email_domain_end(b, at + 1) {
+                each(start..end);
+                from = end;
+                search = end;
+                continue;
+            }
+        }
+        search = at + 1;
+    }
+}
+
+/// Where the domain part of the e-mail regex, `(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?
+/// \.)+[A-Za-z]{2,24}(?-u:\b)`, ends when it starts at `p`. A label must run to the `.` after
+/// it, so the labels are fixed: the whole run of `[A-Za-z0-9-]` before each `.`, if it starts
+/// and ends with a letter or digit and is at most 63 long. The regex takes as many labels as
+/// there are, and gives them back one at a time until the top-level part fits: a run of 2
+/// to 24 letters followed by a boundary (a longer run of letters, or one followed by a digit,
+/// has no boundary where the part could end).
+fn email_domain_end(b: &[u8], p: usize) -> Option<usize> {
+    let label_byte = |c: u8| c.is_ascii_alphanumeric() || c == b'-';
+    // Where each label after the first begins (the top-level part is tried there): on the
+    // stack, or in a vector past 16 labels.
+    let mut near = [0usize; 16];
+    let mut far: Vec<usize> = Vec::new();
+    let mut count = 0;
+    let mut at = p;
+    loop {
+        let len = b[at.min(b.len())..]
+            .iter()
+            .take_while(|&&c| label_byte(c))
+            .count();
+        let ok = (1..=63).contains(&len)
+            && b[at].is_ascii_alphanumeric()
+            && b[at + len - 1].is_ascii_alphanumeric()
+            && b.get(at + len) == Some(&b'.');
+        if !ok {
+            break;
+        }
+        at += len + 1;
+        match near.get_mut(count) {
+            Some(slot) => *slot = at,
+            None => far.push(at),
+        }
+        count += 1;
+    }
+    let tops = near[..count.min(16)].iter().chain(&far);
+    tops.rev().find_map(|&t| {
+        let letters = b[t..]
+            .iter()
+            .take(25)
+            .take_while(|c| c.is_ascii_alphabetic())
+            .count();
+        ((2..=24).contains(&letters) && word_end(b, t + letters)).then_some(t + letters)
+    })
+}
+
+/// What the card regex, `(?-u:\b)[0-9](?:[ \-]?[0-9]){12,18}(?-u:\b)`, finds. A match starts at a
+/// digit with no word byte before it; from there each step takes the next digit, or a space
+/// or dash and the digit after it (the only way a step can go, so the steps are fixed); the
+/// match takes the most steps, 12 to 18, after which a boundary follows.
+fn card_matches(text: &str, mut each: impl FnMut(Range<usize>)) {
+    let b = text.as_bytes();
+    let n = b.len();
+    let mut q = 0;
+    while q < n {
+        if !(b[q].is_ascii_digit() && (q == 0 || !is_word(b[q - 1]))) {
+            q += 1;
+            continue;
+        }
+        // ends[k]: where the match would end after k steps.
+        let mut ends = [0usize; 19];
+        let mut steps = 0;
+        let mut at = q + 1;
+        ends[0] = at;
+        while steps < 18 {
+            if at < n && b[at].is_ascii_digit() {
+                at += 1;
+            } else if at + 1 < n && matches!(b[at], b' ' | b'-') && b[at + 1].is_ascii_digit() {
+                at += 2;
+            } else {
+                break;
+            }
+            steps += 1;
+            ends[steps] = at;
+        }
+        match (12..=steps).rev().find(|&k| word_end(b, ends[k])) {
+            Some(k) => {
+                each(q..ends[k]);
+                q = ends[k];
+            }
+            None => q += 1,
+        }
+    }
+}
+
+/// What the AWS access key id regex, `(?-u:\b)(?:AKIA|ASIA)[A-Z0-9]{16}(?-u:\b)`, finds.
+fn aws_access_matches(text: &str, mut each: impl FnMut(Range<usize>)) {
+    let b = text.as_bytes();
+    let mut q = 0;
+    while q + 20 <= b.len() {
+        if (q == 0 || !is_word(b[q - 1])) && aws_access_at(b, q) {
+            each(q..q + 20);
+            q += 20;
+        } else {
+            q += 1;
+        }
     }
 }
 

@@ -442,11 +442,8 @@ impl Masker {
                     }
                 }
             };
-            if d.bit == detectors::IP_BIT && !detectors::has_colon(text.as_bytes()) {
-                // What the regex would find, found without it (the common case of a text
-                // with IPv4 addresses only).
-                detectors::ip_matches_without_colon(text, &mut candidate);
-            } else {
+            // What the regex would find, found without it where that is simple.
+            if !detectors::regex_matches(d.bit, text, &mut candidate) {
                 for m in d.regex.find_iter(text) {
                     candidate(m.range());
                 }
@@ -591,68 +588,70 @@ impl<'a> Place<'a> {
     }
 }
 
-/// The RFC 6901 pointer of `path` (`""` for the root): measured first, then written from
-/// its end backwards into one allocation.
+/// The RFC 6901 pointer of `path` (`""` for the root), written from its end backwards into
+/// a buffer on the stack, then copied out once.
 fn pointer(path: Option<&Place<'_>>) -> String {
-    fn escapes(key: &str) -> usize {
-        key.bytes().filter(|&b| b == b'~' || b == b'/').count()
-    }
-    fn digits(mut n: usize) -> usize {
-        let mut d = 1;
-        while n >= 10 {
-            n /= 10;
-            d += 1;
+    let mut buf = [0u8; 256];
+    let mut end = buf.len();
+    let mut put = |bytes: &[u8]| -> bool {
+        let fits = bytes.len() <= end;
+        if fits {
+            end -= bytes.len();
+            buf[end..end + bytes.len()].copy_from_slice(bytes);
         }
-        d
-    }
-    let mut len = 0;
+        fits
+    };
     let mut at = path;
     while let Some(place) = at {
-        len += 1 + match place.token {
-            Token::Key(k) => k.len() + escapes(k),
-            Token::Index(i) => digits(i),
+        let fits = match place.token {
+            Token::Key(k) => k
+                .as_bytes()
+                .split_inclusive(|&c| c == b'~' || c == b'/')
+                .rev()
+                .all(|piece| match piece.split_last() {
+                    Some((b'~', head)) => put(b"~0") && put(head),
+                    Some((b'/', head)) => put(b"~1") && put(head),
+                    _ => put(piece),
+                }),
+            Token::Index(mut i) => {
+                let mut digits = [0u8; 20];
+                let mut from = digits.len();
+                loop {
+                    from -= 1;
+                    digits[from] = b'0' + (i % 10) as u8;
+                    i /= 10;
+                    if i == 0 {
+                        break;
+                    }
+                }
+                put(&digits[from..])
+            }
         };
+        if !(fits && put(b"/")) {
+            return long_pointer(path);
+        }
         at = place.parent;
     }
-    let mut out = vec![0u8; len];
-    let mut end = len;
+    String::from_utf8(buf[end..].to_vec()).expect("keys are UTF-8, the rest ASCII")
+}
+
+/// [`pointer`] for a pointer too long for its buffer.
+fn long_pointer(path: Option<&Place<'_>>) -> String {
+    let mut tokens = Vec::new();
     let mut at = path;
     while let Some(place) = at {
-        match place.token {
-            Token::Key(k) if escapes(k) == 0 => {
-                out[end - k.len()..end].copy_from_slice(k.as_bytes());
-                end -= k.len();
-            }
-            Token::Key(k) => {
-                for &b in k.as_bytes().iter().rev() {
-                    let (first, second) = match b {
-                        b'~' => (b'~', b'0'),
-                        b'/' => (b'~', b'1'),
-                        b => {
-                            end -= 1;
-                            out[end] = b;
-                            continue;
-                        }
-                    };
-                    out[end - 2] = first;
-                    out[end - 1] = second;
-                    end -= 2;
-                }
-            }
-            Token::Index(mut i) => loop {
-                end -= 1;
-                out[end] = b'0' + (i % 10) as u8;
-                i /= 10;
-                if i == 0 {
-                    break;
-                }
-            },
-        }
-        end -= 1;
-        out[end] = b'/';
+        tokens.push(place.token);
         at = place.parent;
     }
-    String::from_utf8(out).expect("keys are UTF-8, the rest ASCII")
+    let mut out = String::new();
+    for token in tokens.iter().rev() {
+        out.push('/');
+        match token {
+            Token::Key(k) => out.push_str(&k.replace('~', "~0").replace('/', "~1")),
+            Token::Index(i) => out.push_str(&i.to_string()),
+        }
+    }
+    out
 }
 
 /// One `mask_value` call: the findings so far.

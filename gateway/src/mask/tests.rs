@@ -1306,11 +1306,10 @@ fn candidate_scan_finds_secret_key_runs_anywhere() {
     assert!(detected >= 80, "{detected}");
 }
 
-/// The IP detector's matches in texts without `:` are found without its regex: they must be
-/// exactly what the regex finds.
+/// Where a built-in detector's matches are found without its regex (cards, AWS access key
+/// ids, IP addresses in texts without `:`), they must be exactly what the regex finds.
 #[test]
-fn ipv4_matches_without_colon_are_the_regex_matches() {
-    let re = regex::Regex::new(detectors::spec(&Detector::Ip).unwrap().pattern).unwrap();
+fn matches_found_without_a_regex_are_the_regex_matches() {
     let pieces = [
         "1",
         "12",
@@ -1320,14 +1319,22 @@ fn ipv4_matches_without_colon_are_the_regex_matches() {
         "255",
         "256",
         "999",
+        "4111",
+        "1111",
+        "4111111111111111",
+        "4111 1111 1111 1111",
+        "5555-5555-5555-4444",
         ".",
         ".",
         "..",
         " ",
+        " ",
+        "-",
+        "--",
         "a",
         "_",
         "é",
-        "-",
+        ":",
         "1.2.3.4",
         "10.0.0.1",
         "192.168.1.10",
@@ -1335,18 +1342,60 @@ fn ipv4_matches_without_colon_are_the_regex_matches() {
         "01.2.3.4",
         "v1.2.3",
         "x",
+        "AKIA",
+        "ASIA",
+        "IOSFODNN7EXAMPLE",
+        "ABCDEFGHIJKLMNOP",
+        "Z",
+        "AKIAIOSFODNN7EXAMPLE",
+        "@",
+        "@",
+        "alice@example.com",
+        "b.c",
+        "com",
+        "example",
+        "co",
+        "c",
+        "%",
+        "+",
+        "ab-",
+        "-ab",
+        "abcdefghijklmnopqrstuvwxyzab",
+        &"l".repeat(63),
+        &"m".repeat(64),
+        "X-9",
+        ".org",
+        "@@",
     ];
+    let detectors = [
+        Detector::Ip,
+        Detector::CreditCard,
+        Detector::AwsAccessKey,
+        Detector::Email,
+    ];
+    let regexes: Vec<regex::Regex> = detectors
+        .iter()
+        .map(|d| regex::Regex::new(detectors::spec(d).unwrap().pattern).unwrap())
+        .collect();
     let mut rng = Rng(0x1b_c0de);
+    let mut found = [0usize; 4];
     for _ in 0..100_000 {
         let n = 1 + (rng.next() % 14) as usize;
         let text: String = (0..n)
             .map(|_| pieces[(rng.next() % pieces.len() as u64) as usize])
             .collect();
-        let want: Vec<_> = re.find_iter(&text).map(|m| m.range()).collect();
-        let mut got = Vec::new();
-        detectors::ip_matches_without_colon(&text, |r| got.push(r));
-        assert_eq!(got, want, "{text:?}");
+        for (i, (d, re)) in detectors.iter().zip(&regexes).enumerate() {
+            let want: Vec<_> = re.find_iter(&text).map(|m| m.range()).collect();
+            let mut got = Vec::new();
+            if detectors::regex_matches(detectors::bit(d), &text, |r| got.push(r)) {
+                assert_eq!(got, want, "{} in {text:?}", d.name());
+                found[i] += usize::from(!want.is_empty());
+            } else {
+                assert!(got.is_empty() && text.contains(':') && *d == Detector::Ip);
+            }
+        }
     }
+    assert!(found.iter().all(|&n| n > 2_000), "{found:?}");
 }
 
 /// IPv4 octets are checked without parsing an `Ipv4Addr`: same answers.
@@ -1622,4 +1671,19 @@ fn repeated_keys_are_treated_alike() {
         assert_eq!(row["name"], format!("n{i}").as_str());
     }
     assert_eq!(found.len(), 300 * 4);
+}
+
+/// Pointers are written backwards into a buffer, and the long way past it: both escape `~`
+/// and `/` and give the same pointers.
+#[test]
+fn pointers_escape_and_may_be_long() {
+    let m = masker();
+    for key_len in [1, 7, 40, 120, 300] {
+        let key = format!("a/b~c{}", "k".repeat(key_len));
+        let mut doc = json!({ &key: [{ &key: ["x", "10.0.0.1"] }] });
+        let found = m.mask_value(&mut doc, SALT).unwrap();
+        let escaped = key.replace('~', "~0").replace('/', "~1");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].pointer, format!("/{escaped}/0/{escaped}/1"));
+    }
 }
