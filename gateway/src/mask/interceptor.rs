@@ -5,7 +5,7 @@
 //! Protocol structure (tool definitions, schemas, ids) is left alone. If masking fails, the
 //! message is withheld (fail closed).
 
-use std::{collections::BTreeMap, sync::Mutex};
+use std::{borrow::Cow, collections::BTreeMap, sync::Mutex};
 
 use super::Masker;
 use crate::config::PointerRule;
@@ -119,7 +119,12 @@ impl MaskingInterceptor {
         }
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         for (pointer, detector) in &findings {
-            *counts.entry(detector.clone()).or_default() += 1;
+            match counts.get_mut(detector.as_ref()) {
+                Some(n) => *n += 1,
+                None => {
+                    counts.insert(detector.to_string(), 1);
+                }
+            }
             // Where and what kind, never the value.
             tracing::debug!(session = session.id, detector = %detector, pointer = %pointer, "masked");
         }
@@ -131,7 +136,11 @@ impl MaskingInterceptor {
     /// Pointer rules of the tool this response answers. When the answer cannot be tied to
     /// its call (it came on another connection, as in the legacy SSE transport), every rule
     /// applies: better a value masked needlessly than one let through.
-    fn mask_pointers(&self, session: &Exchange, msg: &mut McpMessage) -> Vec<(String, String)> {
+    fn mask_pointers(
+        &self,
+        session: &Exchange,
+        msg: &mut McpMessage,
+    ) -> Vec<(String, Cow<'static, str>)> {
         if self.pointers.is_empty() {
             return Vec::new();
         }
@@ -154,7 +163,7 @@ impl MaskingInterceptor {
                 *value = serde_json::Value::String("[REDACTED:POINTER]".into());
                 findings.push((
                     format!("/result{}", rule.pointer),
-                    format!("pointer:{}", rule.pointer),
+                    Cow::Owned(format!("pointer:{}", rule.pointer)),
                 ));
             }
         }

@@ -32,6 +32,7 @@ mod detectors;
 pub mod interceptor;
 mod json_text;
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::ops::Range;
 use std::path::Path;
@@ -96,6 +97,13 @@ impl Detector {
 
     pub fn name(&self) -> &str {
         match self {
+            Detector::Custom(name) => name,
+            builtin => builtin.builtin_name().expect("a built-in detector"),
+        }
+    }
+
+    fn builtin_name(&self) -> Option<&'static str> {
+        Some(match self {
             Detector::Email => "email",
             Detector::CreditCard => "credit_card",
             Detector::Ssn => "ssn",
@@ -107,8 +115,8 @@ impl Detector {
             Detector::Jwt => "jwt",
             Detector::PrivateKey => "private_key",
             Detector::ApiToken => "api_token",
-            Detector::Custom(name) => name,
-        }
+            Detector::Custom(_) => return None,
+        })
     }
 
     /// The built-in detector of that name.
@@ -148,8 +156,9 @@ impl Default for MaskSettings {
 /// One masked value: which rule masked it and where. Never the value itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// Detector name, custom name, or `field:<glob>`.
-    pub detector: String,
+    /// Detector name, custom name, or `field:<glob>` (borrowed for the built-in detectors,
+    /// so that a finding costs no allocation for its name).
+    pub detector: Cow<'static, str>,
     /// RFC 6901 pointer to the masked string/value. Inside JSON text carried in a string the
     /// pointer continues into the parsed text (`/content/0/text/user/email`).
     pub pointer: String,
@@ -178,7 +187,8 @@ pub enum MaskError {
 struct CompiledDetector {
     /// Bit in `detectors::gate`'s answer; 0 for a custom detector.
     bit: u16,
-    name: String,
+    /// Borrowed for the built-in detectors: findings copy it.
+    name: Cow<'static, str>,
     label: String,
     regex: Regex,
     check: detectors::Check,
@@ -188,7 +198,7 @@ struct CompiledDetector {
 
 struct FieldRule {
     matcher: KeyGlob,
-    finding: String,
+    finding: Cow<'static, str>,
     label: String,
     style: Style,
 }
@@ -262,7 +272,7 @@ impl Masker {
             };
             compiled.push(CompiledDetector {
                 bit: detectors::bit(&d),
-                name: d.name().to_owned(),
+                name: Cow::Borrowed(d.builtin_name().expect("a built-in detector")),
                 label: label(d.name()),
                 regex: Regex::new(spec.pattern).expect("built-in patterns are valid"),
                 check: spec.check,
@@ -294,7 +304,7 @@ impl Masker {
             }
             compiled.push(CompiledDetector {
                 bit: 0,
-                name: name.clone(),
+                name: Cow::Owned(name.clone()),
                 label: label(name),
                 regex,
                 check: |_, span| Some(span),
@@ -323,7 +333,7 @@ impl Masker {
                     matcher: KeyGlob::new(glob.to_ascii_lowercase().into_bytes()),
                     label: label(if bare.is_empty() { "field" } else { &bare }),
                     style: style_for(&[&finding, glob]),
-                    finding,
+                    finding: finding.into(),
                 }
             })
             .collect::<Vec<_>>();

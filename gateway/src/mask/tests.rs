@@ -521,7 +521,7 @@ fn corpus_recall_and_false_positives() {
     let m = masker();
     let mut table: BTreeMap<String, Score> = BTreeMap::new();
     let mut problems: Vec<String> = Vec::new();
-    let names: Vec<String> = m.detectors.iter().map(|d| d.name.clone()).collect();
+    let names: Vec<String> = m.detectors.iter().map(|d| d.name.to_string()).collect();
     for n in &names {
         table.insert(n.clone(), Score::default());
     }
@@ -529,9 +529,9 @@ fn corpus_recall_and_false_positives() {
     let count_fp =
         |table: &mut BTreeMap<String, Score>, findings: &[Finding], expected: Option<&str>| {
             for f in findings {
-                if Some(f.detector.as_str()) != expected {
+                if Some(f.detector.as_ref()) != expected {
                     table
-                        .get_mut(&f.detector)
+                        .get_mut(f.detector.as_ref())
                         .expect("known detector")
                         .false_positives += 1;
                 }
@@ -781,7 +781,7 @@ fn tool_result_envelope_stays_intact() {
     );
     let mut got: Vec<(String, String)> = findings
         .into_iter()
-        .map(|f| (f.detector, f.pointer))
+        .map(|f| (f.detector.into_owned(), f.pointer))
         .collect();
     got.sort();
     let want: Vec<(String, String)> = [
@@ -814,7 +814,7 @@ fn field_rules_mask_whole_values_case_insensitively() {
                         "apikey": "not matched", "secretariat": "[REDACTED:SECRET]",
                         "passwords": "not matched either"}})
     );
-    let mut names: Vec<&str> = findings.iter().map(|f| f.detector.as_str()).collect();
+    let mut names: Vec<&str> = findings.iter().map(|f| f.detector.as_ref()).collect();
     names.sort();
     assert_eq!(
         names,
