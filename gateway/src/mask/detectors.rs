@@ -781,6 +781,13 @@ pub(super) fn gate(text: &str, key: Option<&str>) -> u16 {
             // with a word byte begins at such a place, or can only be confirmed there.
             let word = i;
             i += 1;
+            // Four bytes a step while the word lasts, then one.
+            while let Some(four) = b.get(i..i + 4) {
+                if class(four[0]) & class(four[1]) & class(four[2]) & class(four[3]) & C_WORD == 0 {
+                    break;
+                }
+                i += 4;
+            }
             while i < n && class(b[i]) & C_WORD != 0 {
                 i += 1;
             }
