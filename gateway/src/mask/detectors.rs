@@ -442,8 +442,8 @@ fn check_ip(ctx: &Ctx<'_>, span: Range<usize>) -> Option<Range<usize>> {
     cand.parse::<Ipv6Addr>().is_ok().then_some(span.start..end)
 }
 
-/// What [`std::net::Ipv4Addr`] parsing says of four dot-separated runs of one to three digits (the IPv4
-/// regex's matches): each at most 255, and no leading zero.
+/// What [`std::net::Ipv4Addr`] parsing says of four dot-separated runs of one to three
+/// digits (the IPv4 regex's matches): each at most 255, and no leading zero.
 pub(super) fn ipv4_octets_ok(s: &str) -> bool {
     let mut parts = 0;
     // The current octet: its value and length.
@@ -717,9 +717,9 @@ const C_B64: u8 = 1 << 1;
 /// token prefixes). (Digits have their own class; IPv6 addresses are found from their
 /// first `:`.)
 const C_START: u8 = 1 << 2;
-const C_DIGIT: u8 = 1 << 4;
 /// `@ + ( - :`: a candidate can begin there.
 const C_SPECIAL: u8 = 1 << 3;
+const C_DIGIT: u8 = 1 << 4;
 
 static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];

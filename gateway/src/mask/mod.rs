@@ -13,7 +13,7 @@
 //!   anything a built-in detector finds and are skipped when there are no custom detectors.
 //! - A string that trims to `{`/`[` and is JSON is masked as JSON, as it is read
 //!   (`json_text`): masked values are replaced in place, the rest of the text (layout,
-//!   member order) is kept, and text with nothing to mask stays byte-identical. Text that
+//!   member order) is kept, and text with nothing to mask stays byte-identical. Text the
 //!   pass does not take on (a key inside must be masked, nesting near the limits, malformed
 //!   text) is parsed and walked as a `Value` and, if something was masked, written back
 //!   compactly.
