@@ -52,11 +52,19 @@ pub fn run(which: Which) -> Result<()> {
     match which {
         Which::Redirect => redirect(),
         Which::Mcp { no_recording } => crate::bench_mcp::run(no_recording),
-        Which::Mask => crate::bench_mask::run(),
-        Which::Record => crate::bench_record::run(),
-        Which::Policy => crate::bench_policy::run(),
-        Which::Creds => crate::bench_creds::run(),
-        Which::Approval => crate::bench_approval::run(),
+        Which::Mask => stage("mask"),
+        Which::Record => stage("record"),
+        Which::Policy => stage("policy"),
+        Which::Creds => {
+            // moto's STS server comes with the test peers.
+            crate::setup::setup()?;
+            stage("creds")
+        }
+        Which::Approval => {
+            crate::setup::build_prerequisites()?;
+            cargo(&["build", "--release", "-p", "gateway"])?;
+            stage("approval")
+        }
     }
 }
 
@@ -90,7 +98,7 @@ fn redirect() -> Result<()> {
         );
     }
     println!();
-    println!("machine: {}", machine());
+    println!("machine: {}", mcpgw_tests::machine());
     Ok(())
 }
 
@@ -239,32 +247,17 @@ pub fn client(addr: &str, connections: usize, concurrency: usize) -> Result<()> 
     Ok(())
 }
 
-/// Runs a hidden measuring subcommand of this tool in a release build: timings of a debug
-/// build mean nothing.
-pub(crate) fn measure_in_release(subcommand: &str) -> Result<()> {
+/// Runs a stage benchmark of `mcpgw-bench` (benches/) in a release build, once the gateway can
+/// be built: timings of a debug build mean nothing.
+fn stage(name: &str) -> Result<()> {
+    crate::setup::build_prerequisites()?;
     cargo(&[
         "run",
         "--quiet",
         "--release",
         "-p",
-        "xtask",
+        "mcpgw-bench",
         "--",
-        subcommand,
+        name,
     ])
-}
-
-pub(crate) fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_default();
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{cpu}, {cores} cores, Linux {}", kernel.trim())
 }

@@ -230,7 +230,7 @@ pub fn run(no_recording: bool) -> Result<()> {
     println!();
     println!(
         "machine: {}, mcpgw {}, {}",
-        crate::bench::machine(),
+        mcpgw_tests::machine(),
         env!("CARGO_PKG_VERSION"),
         nginx_version()
     );

@@ -1,13 +1,12 @@
 //! `cargo xtask`: set up the toolchain prerequisites, run the gateway, run every test,
 //! run the benchmarks.
+//!
+//! xtask does not depend on the gateway crate: building the gateway builds its eBPF programs,
+//! which needs the prerequisites xtask installs (nightly `rust-src`, `bpf-linker`). Whatever
+//! links the gateway (the stage benchmarks in `benches/`) is built only after set-up.
 
 mod bench;
-mod bench_approval;
-mod bench_creds;
-mod bench_mask;
 mod bench_mcp;
-mod bench_policy;
-mod bench_record;
 mod deb;
 mod install;
 mod setup;
@@ -51,21 +50,6 @@ enum Task {
         #[command(subcommand)]
         which: bench::Which,
     },
-    /// Used by `bench mask`: the measurement itself, in a release build.
-    #[command(hide = true)]
-    BenchMaskMeasure,
-    /// Used by `bench record`: the measurement itself, in a release build.
-    #[command(hide = true)]
-    BenchRecordMeasure,
-    /// Used by `bench policy`: the measurement itself, in a release build.
-    #[command(hide = true)]
-    BenchPolicyMeasure,
-    /// Used by `bench creds`: the measurement itself, in a release build.
-    #[command(hide = true)]
-    BenchCredsMeasure,
-    /// Used by `bench approval`: the measurement itself, in a release build.
-    #[command(hide = true)]
-    BenchApprovalMeasure,
     /// Used by the benchmarks: an echo server (runs inside the benchmark namespace).
     #[command(hide = true)]
     BenchEcho { addr: String },
@@ -124,11 +108,6 @@ fn main() -> Result<()> {
         Task::Install(args) => install::install(&args),
         Task::Bench { which } => bench::run(which),
         Task::BenchEcho { addr } => bench::echo_server(&addr),
-        Task::BenchMaskMeasure => bench_mask::measure(),
-        Task::BenchRecordMeasure => bench_record::measure(),
-        Task::BenchPolicyMeasure => bench_policy::measure(),
-        Task::BenchCredsMeasure => bench_creds::measure(),
-        Task::BenchApprovalMeasure => bench_approval::measure(),
         Task::BenchClient {
             addr,
             connections,

@@ -1,4 +1,4 @@
-//! `cargo xtask bench approval`: how long a held call waits after the approver says yes. The
+//! `cargo xtask bench approval` (run by xtask as `mcpgw-bench approval`): how long a held call waits after the approver says yes. The
 //! release `mcpgw` runs in explicit mode (no eBPF) on loopback with a rule that holds every
 //! `op_*` tool call for an `sre-leads` approval; an upstream in this process answers every
 //! POST and notes when each `tools/call` arrives. For each call the client posts it, waits
@@ -35,11 +35,6 @@ const WARMUP: usize = 3;
 const SETTLE: Duration = Duration::from_millis(20);
 /// Product goal: approve → call at the upstream.
 const GOAL_MS: f64 = 50.0;
-
-pub fn run() -> Result<()> {
-    crate::cargo(&["build", "--release", "-p", "gateway"])?;
-    crate::bench::measure_in_release("bench-approval-measure")
-}
 
 /// When each `tools/call` reached the upstream, by tool name.
 type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
@@ -82,10 +77,10 @@ fn id(flag: &str) -> Result<String> {
 }
 
 pub fn measure() -> Result<()> {
-    let bin = crate::target_dir().join("release/mcpgw");
+    let bin = mcpgw_tests::target_dir().join("release/mcpgw");
     if !bin.is_file() {
         bail!(
-            "{} is missing: run `cargo xtask bench approval`",
+            "{} is missing: run `cargo xtask bench approval` (run by xtask as `mcpgw-bench approval`)",
             bin.display()
         );
     }
@@ -228,7 +223,7 @@ hold = "30s"
             "not met"
         }
     );
-    println!("machine: {}", crate::bench::machine());
+    println!("machine: {}", mcpgw_tests::machine());
     Ok(())
 }
 

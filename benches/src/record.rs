@@ -1,4 +1,4 @@
-//! `cargo xtask bench record`: the recording store on its own, release build. Events per
+//! `cargo xtask bench record` (run by xtask as `mcpgw-bench record`): the recording store on its own, release build. Events per
 //! second sustained through to durable commits, and what the data path pays per message
 //! (the recording stage's enqueue) while the writer commits in the background.
 
@@ -13,10 +13,6 @@ use gateway::{
     record::{stage::Recording, Recorder},
 };
 use serde_json::json;
-
-pub fn run() -> Result<()> {
-    crate::bench::measure_in_release("bench-record-measure")
-}
 
 fn session(id: u64) -> Session {
     Session {
@@ -88,7 +84,7 @@ pub fn measure() -> Result<()> {
         "{EVENTS} events of ~300 bytes over {} sessions; SQLite WAL, synchronous=FULL",
         sessions.len()
     );
-    println!("machine: {}", crate::bench::machine());
+    println!("machine: {}", mcpgw_tests::machine());
     drop(recording);
     drop(recorder);
     let _ = std::fs::remove_dir_all(&dir);

@@ -1,4 +1,4 @@
-//! `cargo xtask bench mask`: the masking stage on its own, release build, all built-in
+//! `cargo xtask bench mask` (run by xtask as `mcpgw-bench mask`): the masking stage on its own, release build, all built-in
 //! detectors on. Throughput on a 1 MB mixed tool result (structured records plus the same
 //! records as JSON text, log lines, ids and numbers that look sensitive but are not), and the
 //! time to mask a typical 2 KB result.
@@ -8,10 +8,6 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use gateway::mask::{MaskSettings, Masker};
 use serde_json::{json, Value};
-
-pub fn run() -> Result<()> {
-    crate::bench::measure_in_release("bench-mask-measure")
-}
 
 /// A tool result of about `bytes` bytes, mixing sensitive values and look-alikes.
 fn tool_result(bytes: usize) -> Value {
@@ -86,6 +82,6 @@ pub fn measure() -> Result<()> {
     );
     println!();
     println!("one thread; all built-in detectors, fields password/*secret*/ssn, style redact");
-    println!("machine: {}", crate::bench::machine());
+    println!("machine: {}", mcpgw_tests::machine());
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! `cargo xtask bench policy`: what the policy stage costs per call, release build. Decision
+//! `cargo xtask bench policy` (run by xtask as `mcpgw-bench policy`): what the policy stage costs per call, release build. Decision
 //! time with 10 and 1,000 rules (the deciding rule last, and no rule matching), guardrails
 //! included; and access-token validation with a warm key cache (RS256, signature and claims),
 //! against an issuer served in-process on loopback (discovery and JWKS as a provider serves
@@ -19,10 +19,6 @@ use gateway::{
 };
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
-
-pub fn run() -> Result<()> {
-    crate::bench::measure_in_release("bench-policy-measure")
-}
 
 /// `n` rules: none matches the benchmark call but the last one.
 fn policy(n: usize) -> Policy {
@@ -98,7 +94,7 @@ async fn tokens() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("mcpgw-bench-policy-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let pem = dir.join("key.pem");
-    crate::run(
+    mcpgw_tests::run(
         std::process::Command::new("openssl")
             .args(["genrsa", "-out"])
             .arg(&pem)

@@ -1,4 +1,4 @@
-//! `cargo xtask bench creds`: what the credential stage adds to a call, release build. On a
+//! `cargo xtask bench creds` (run by xtask as `mcpgw-bench creds`): what the credential stage adds to a call, release build. On a
 //! cache hit: the cache lookup plus SigV4 signing of a typical MCP request; on a miss: a real
 //! STS AssumeRole against moto's server on loopback (the peers venv's `moto_server`), through
 //! the gateway's own HTTP client and the AWS SDK.
@@ -16,11 +16,6 @@ use gateway::{
     intercept::socket_factory::SocketFactory,
 };
 
-pub fn run() -> Result<()> {
-    crate::setup::setup()?;
-    crate::bench::measure_in_release("bench-creds-measure")
-}
-
 fn percentiles(mut samples: Vec<f64>) -> (f64, f64, f64) {
     samples.sort_by(f64::total_cmp);
     let at = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
@@ -28,7 +23,7 @@ fn percentiles(mut samples: Vec<f64>) -> (f64, f64, f64) {
 }
 
 pub fn measure() -> Result<()> {
-    let moto_bin = crate::target_dir().join("peers/venv/bin/moto_server");
+    let moto_bin = mcpgw_tests::target_dir().join("peers/venv/bin/moto_server");
     if !moto_bin.exists() {
         bail!("{} is missing: run `cargo xtask setup`", moto_bin.display());
     }
@@ -158,7 +153,7 @@ async fn bench(port: u16) -> Result<()> {
     }
     let (h50, h99, hmax) = percentiles(hit);
     let (m50, m99, mmax) = percentiles(miss);
-    println!("machine: {}", crate::bench::machine());
+    println!("machine: {}", mcpgw_tests::machine());
     println!("| credential stage | p50 | p99 | max |");
     println!("|---|---|---|---|");
     println!("| cache hit: lookup + SigV4 signing of a tools/call | {h50:.1} µs | {h99:.1} µs | {hmax:.1} µs |");
