@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use crate::{
     admin::{self, Caller, Handler, Request},
     approval::{webhook::Webhook, Approvals, Approver},
-    config::{Config, FailMode, HostPort, InterceptMode, MatchAddr},
+    config::{Config, FailMode, HostPort, InterceptMode, MatchAddr, ServerConfig},
     http::{Route, L7},
     identity::{Identity, Issuer},
     intercept::{
@@ -59,7 +59,10 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> a
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("creating state_dir {}", state_dir.display()))?;
 
-    let explicit = ExplicitOrigDst::new(&config.servers);
+    let explicit = ExplicitOrigDst::new(config.servers.iter().filter_map(|s| {
+        let (listen, destination) = s.explicit_route()?;
+        Some((listen, destination, s.name.clone()))
+    }));
     let listen_addrs = match config.intercept.mode {
         InterceptMode::Ebpf => config.gateway.listen.clone(),
         InterceptMode::Explicit => explicit.listen_addrs(),
@@ -71,7 +74,7 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> a
         listeners.push(listener);
     }
 
-    let mut targets = TargetTable::new(&config.servers, state_dir)?;
+    let mut targets = TargetTable::new(ServerConfig::targets(&config.servers), state_dir)?;
     for (host, answer) in lookup(targets.hosts()).await {
         targets.set_resolved(host, answer);
     }
@@ -139,7 +142,10 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> a
         Arc::new(LoggingInterceptor),
         policy.clone(),
         Arc::new(crate::creds::static_keys::StaticKeyGuard::new(
-            &config.servers,
+            config
+                .servers
+                .iter()
+                .map(|s| (s.name.clone(), s.static_keys)),
         )),
     ];
     let mut preview_masker = None;
@@ -163,7 +169,7 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> a
             let recorder = Recorder::open(state_dir)?;
             tokio::spawn(prune_recordings(recorder.clone(), recording.retention));
             let stage = Arc::new(Recording::new(recorder.clone()));
-            chain = chain.with_recording(stage);
+            chain = chain.with_observer(stage);
             Some(recorder)
         }
         None => None,

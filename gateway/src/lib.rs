@@ -3,11 +3,15 @@
 //! around them.
 #![forbid(unsafe_code)]
 
+pub mod addr;
 pub mod admin;
 pub mod approval;
+pub mod client;
+pub mod clock;
 pub mod config;
 pub mod creds;
 pub mod daemon;
+pub mod decision;
 pub mod glob;
 pub mod http;
 pub mod identity;

@@ -9,14 +9,19 @@ pub mod webhook;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, RwLock},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::{glob::glob_match, identity::Subject, policy::ApprovalTerms};
+use crate::{
+    clock::now_ms,
+    decision::{ApprovalTerms, GrantRef},
+    glob::glob_match,
+    identity::Subject,
+};
 use store::Store;
 
 /// `[approval]`.
@@ -155,12 +160,6 @@ pub struct Approvals {
     webhook: Option<webhook::Webhook>,
 }
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 fn new_id(prefix: &str) -> String {
     let mut bytes = [0u8; 6];
     let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
@@ -202,24 +201,18 @@ impl Approvals {
     }
 
     /// The live grant covering this call, if any.
-    pub fn covering_grant(&self, subject: &str, server: &str, tool: &str) -> Option<String> {
+    pub fn covering_grant(&self, subject: &str, server: &str, tool: &str) -> Option<GrantRef> {
         let now = now_ms();
         self.grants
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .find(|g| g.covers(subject, server, tool, now))
-            .map(|g| g.id.clone())
-    }
-
-    /// A live grant by id.
-    pub fn grant(&self, id: &str) -> Option<Grant> {
-        self.grants
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .find(|g| g.id == id)
-            .cloned()
+            .map(|g| GrantRef {
+                id: g.id.clone(),
+                approval: g.approval.clone(),
+                expires_ms: g.expires_ms,
+            })
     }
 
     /// Creates a pending approval, logs it and notifies the webhook.

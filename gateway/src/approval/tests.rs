@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::policy::ApprovalTerms;
+use crate::decision::ApprovalTerms;
 
 fn approvals(dir: &std::path::Path) -> Approvals {
     Approvals::open(&dir.join("store.db"), ApprovalConfig::default(), None).unwrap()
@@ -61,31 +61,42 @@ fn separation_of_duties_and_n_approvals() {
     assert!(a
         .approve(&pending.id, &approver("bob", &["sre-leads"]), None)
         .is_err());
-    assert_eq!(a.covering_grant("alice", "db", "drop_table"), None);
+    assert_eq!(
+        a.covering_grant("alice", "db", "drop_table").map(|g| g.id),
+        None
+    );
     let done = a
         .approve(&pending.id, &approver("carol", &["sre-leads"]), None)
         .unwrap();
     assert_eq!(done.state, ApprovalState::Approved);
     let grant = a
         .covering_grant("alice", "db", "drop_table")
+        .map(|g| g.id)
         .expect("grant");
     assert_eq!(Some(grant.clone()), done.grant);
     assert_eq!(
-        a.covering_grant("bob", "db", "drop_table"),
+        a.covering_grant("bob", "db", "drop_table").map(|g| g.id),
         None,
         "per subject"
     );
-    assert_eq!(a.covering_grant("alice", "db", "other"), None, "per tool");
+    assert_eq!(
+        a.covering_grant("alice", "db", "other").map(|g| g.id),
+        None,
+        "per tool"
+    );
 
     // Survives a reopen; revoking ends it.
     drop(a);
     let a = approvals(&dir);
     assert_eq!(
-        a.covering_grant("alice", "db", "drop_table"),
+        a.covering_grant("alice", "db", "drop_table").map(|g| g.id),
         Some(grant.clone())
     );
     a.revoke(&grant, "root").unwrap();
-    assert_eq!(a.covering_grant("alice", "db", "drop_table"), None);
+    assert_eq!(
+        a.covering_grant("alice", "db", "drop_table").map(|g| g.id),
+        None
+    );
     let history = a.show(&pending.id).unwrap();
     let actions: Vec<&str> = history["history"]
         .as_array()

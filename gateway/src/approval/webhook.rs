@@ -49,7 +49,7 @@ impl Webhook {
             for attempt in 1..=ATTEMPTS {
                 let sent = tokio::time::timeout(
                     TIMEOUT,
-                    crate::http::upstream::exchange_json(
+                    crate::client::exchange_json(
                         &me.url,
                         Some(bytes.clone()),
                         me.tls.clone(),

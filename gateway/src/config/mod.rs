@@ -2,14 +2,16 @@
 //! validated [`Config`] by the pure function [`parse_config`].
 
 use std::{
-    fmt,
     net::{IpAddr, SocketAddr},
     path::PathBuf,
-    str::FromStr,
     time::Duration,
 };
 
 use serde::Deserialize;
+
+pub use crate::addr::{canonical, HostPort, MatchAddr};
+pub use crate::intercept::{FailMode, InterceptConfig, InterceptMode};
+pub use crate::mask::interceptor::PointerRule;
 
 /// The configuration used when `mcpgw serve` is given no file.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
@@ -69,13 +71,6 @@ pub struct MaskingConfig {
     pub pointers: Vec<PointerRule>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PointerRule {
-    pub tool: String,
-    pub pointer: String,
-}
-
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     pub state_dir: PathBuf,
@@ -87,15 +82,6 @@ pub struct GatewayConfig {
     pub max_body: usize,
     /// Where Prometheus metrics are served (loopback only); `None`: off.
     pub metrics: Option<SocketAddr>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FailMode {
-    /// While the gateway is down, intercepted connects are refused (links stay pinned).
-    Closed,
-    /// While the gateway is down, intercepted connects go directly to the server.
-    Open,
 }
 
 /// How clients talk to a server: TLS (terminated by the gateway with a host-CA leaf) or
@@ -119,23 +105,6 @@ pub enum NonHttp {
     Pass,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InterceptMode {
-    Ebpf,
-    Explicit,
-}
-
-#[derive(Debug, Clone)]
-pub struct InterceptConfig {
-    pub mode: InterceptMode,
-    /// cgroup v2 path relative to the cgroup2 mount, starting with `/`.
-    pub cgroup: String,
-    pub bypass_mark: u32,
-    pub pin_dir: PathBuf,
-    pub dns_refresh: Duration,
-}
-
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub name: String,
@@ -157,80 +126,27 @@ pub struct ServerConfig {
     pub static_keys: crate::creds::static_keys::StaticKeys,
 }
 
-/// What a client dials that the gateway intercepts.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum MatchAddr {
-    Socket(SocketAddr),
-    /// Resolved by DNS, again every `dns_refresh`.
-    Host(HostPort),
-    /// `*:PORT`: any address with this port.
-    AnyAddr(u16),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct HostPort {
-    pub host: String,
-    pub port: u16,
-}
-
-impl fmt::Display for HostPort {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
+impl ServerConfig {
+    /// Explicit mode: where clients connect for this server and where that leads (the
+    /// upstream, else the first match entry).
+    pub fn explicit_route(&self) -> Option<(SocketAddr, crate::addr::Destination)> {
+        use crate::addr::Destination;
+        let destination = match (&self.upstream, self.matches.first()) {
+            (Some(up), _) => Destination::Name(up.clone()),
+            (None, Some(MatchAddr::Socket(a))) => Destination::Socket(*a),
+            (None, Some(MatchAddr::Host(h))) => Destination::Name(h.clone()),
+            _ => return None, // rejected by validation
+        };
+        Some((self.listen?, destination))
     }
-}
 
-impl fmt::Display for MatchAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Socket(addr) => addr.fmt(f),
-            Self::Host(host) => host.fmt(f),
-            Self::AnyAddr(port) => write!(f, "*:{port}"),
-        }
+    /// Each match entry with this server's name (what the target table is built from).
+    pub fn targets(servers: &[Self]) -> Vec<(MatchAddr, String)> {
+        servers
+            .iter()
+            .flat_map(|s| s.matches.iter().map(|m| (m.clone(), s.name.clone())))
+            .collect()
     }
-}
-
-impl FromStr for MatchAddr {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        if let Ok(addr) = s.parse::<SocketAddr>() {
-            return Ok(Self::Socket(canonical(addr)));
-        }
-        let (host, port) = s
-            .rsplit_once(':')
-            .ok_or_else(|| format!("`{s}` is not HOST:PORT"))?;
-        let port: u16 = port
-            .parse()
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| format!("`{s}`: `{port}` is not a port (1-65535)"))?;
-        if host == "*" {
-            return Ok(Self::AnyAddr(port));
-        }
-        let valid_name = !host.is_empty()
-            && host.len() <= 253
-            && host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
-        if !valid_name {
-            return Err(format!(
-                "`{s}`: `{host}` is neither an IP address nor a host name"
-            ));
-        }
-        Ok(Self::Host(HostPort {
-            host: host.to_ascii_lowercase(),
-            port,
-        }))
-    }
-}
-
-/// IPv4-mapped IPv6 addresses are IPv4: one spelling per destination.
-pub fn canonical(addr: SocketAddr) -> SocketAddr {
-    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 /// `scheme://host[:port][/path]` with the scheme's default port: where to forward in explicit mode.

@@ -387,7 +387,7 @@ fn duration_secs(aws: &AwsServer, grant_expires_ms: Option<i64>) -> u64 {
     let max = aws.max_duration.as_secs().max(MIN_DURATION);
     let wanted = match grant_expires_ms {
         Some(end) => {
-            let now = crate::approval::now_ms();
+            let now = crate::clock::now_ms();
             ((end - now).max(0) / 1000) as u64
         }
         None => aws.duration.as_secs(),
@@ -489,9 +489,9 @@ mod tests {
         );
         let s = server();
         assert_eq!(duration_secs(&s, None), 1800);
-        let soon = crate::approval::now_ms() + 60_000;
+        let soon = crate::clock::now_ms() + 60_000;
         assert_eq!(duration_secs(&s, Some(soon)), 900, "at least STS's minimum");
-        let later = crate::approval::now_ms() + 10 * 3600 * 1000;
+        let later = crate::clock::now_ms() + 10 * 3600 * 1000;
         assert_eq!(
             duration_secs(&s, Some(later)),
             3600,

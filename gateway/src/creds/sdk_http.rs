@@ -47,12 +47,7 @@ impl HttpConnector for Connector {
             let request = http::Request::from_parts(parts, bytes);
             let response = tokio::time::timeout(
                 me.timeout,
-                crate::http::upstream::own_request(
-                    request,
-                    me.tls.clone(),
-                    &me.sockets,
-                    MAX_RESPONSE,
-                ),
+                crate::client::own_request(request, me.tls.clone(), &me.sockets, MAX_RESPONSE),
             )
             .await
             .map_err(|_| {

@@ -91,12 +91,10 @@ pub struct StaticKeyGuard {
 pub const RULE: &str = "builtin:static-aws-key";
 
 impl StaticKeyGuard {
-    pub fn new(servers: &[crate::config::ServerConfig]) -> Self {
+    /// `servers`: each server's name and what long-lived keys in its calls get.
+    pub fn new(servers: impl IntoIterator<Item = (String, StaticKeys)>) -> Self {
         Self {
-            per_server: servers
-                .iter()
-                .map(|s| (s.name.clone(), s.static_keys))
-                .collect(),
+            per_server: servers.into_iter().collect(),
         }
     }
 
@@ -143,8 +141,8 @@ impl crate::mcp::interceptor::Interceptor for StaticKeyGuard {
             StaticKeys::Log => Verdict::Continue,
             StaticKeys::Strip => Verdict::Modified,
             StaticKeys::Block => {
-                let decision = crate::policy::Decision {
-                    action: crate::policy::Action::Deny,
+                let decision = crate::decision::Decision {
+                    action: crate::decision::Action::Deny,
                     rule: RULE.into(),
                     reason: format!(
                         "the arguments carry a long-lived AWS key ({}); the gateway supplies short-lived credentials",
@@ -153,9 +151,7 @@ impl crate::mcp::interceptor::Interceptor for StaticKeyGuard {
                     approval: None,
                     grant: None,
                 };
-                let error = crate::policy::interceptor::refusal(&decision);
-                *exchange.decision.borrow_mut() = Some(decision);
-                Verdict::Reject(error)
+                Verdict::Decided(decision)
             }
         }
     }

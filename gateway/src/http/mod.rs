@@ -3,8 +3,6 @@
 //! message in either direction passes the interceptor chain before it is forwarded.
 //! Request bodies are read up to `max_body`; event streams are forwarded event by event.
 
-pub mod upstream;
-
 use std::{
     convert::Infallible,
     net::SocketAddr,
@@ -28,14 +26,14 @@ use tokio::{
     net::TcpStream,
 };
 
-use self::upstream::{Body, BoxError, Upstream, UpstreamTarget};
+use crate::client::{Body, BoxError, Upstream, UpstreamTarget};
 use crate::{
     config::{NonHttp, ServerConfig, TlsMode},
     creds::static_keys::StaticKeys,
     identity::{AuthError, Identity, Subject},
     intercept::{socket_factory::SocketFactory, Destination, OrigDst},
     mcp::{
-        interceptor::{Exchange, Session},
+        interceptor::{Exchange, Session, Stopped},
         jsonrpc::{self, code},
         sse::SseParser,
         Chain, Direction, McpMessage, RpcError,
@@ -50,7 +48,7 @@ const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Route {
     pub name: String,
     pub tls: TlsMode,
-    pub upstream: Option<crate::config::HostPort>,
+    pub upstream: Option<crate::addr::HostPort>,
     pub upstream_tls: Arc<rustls::ClientConfig>,
     pub non_http: NonHttp,
     pub forward_token: bool,
@@ -338,7 +336,7 @@ struct Conn {
 struct CallInfo {
     tool: Option<String>,
     /// The grant that let the call through.
-    grant: Option<String>,
+    grant: Option<crate::decision::GrantRef>,
 }
 
 const HOP_BY_HOP: [&str; 8] = [
@@ -492,8 +490,8 @@ impl Conn {
                 None
             }
             StaticKeys::Block => {
-                let decision = crate::policy::Decision {
-                    action: crate::policy::Action::Deny,
+                let decision = crate::decision::Decision {
+                    action: crate::decision::Action::Deny,
                     rule: crate::creds::static_keys::RULE.into(),
                     reason: format!(
                         "the request carries a long-lived AWS key ({}); the gateway supplies short-lived credentials",
@@ -502,7 +500,7 @@ impl Conn {
                     approval: None,
                     grant: None,
                 };
-                let error = crate::policy::interceptor::refusal(&decision);
+                let error = crate::mcp::interceptor::refusal(&decision);
                 Some(rpc_error_response(
                     StatusCode::FORBIDDEN,
                     &Value::Null,
@@ -668,19 +666,19 @@ impl Conn {
                 .chain
                 .message(&exchange, Direction::ClientToServer, msg)
             {
-                Ok(m) => {
-                    modified |= m;
+                Ok(passed) => {
+                    modified |= passed.modified;
                     // One call per POST (batches sign for no one tool).
                     if single {
                         call.tool = msg.tool_call().map(|(t, _)| t.to_owned());
-                        call.grant = exchange.decision.take().and_then(|d| d.grant);
+                        call.grant = passed.grant();
                     }
                 }
-                Err(error) => {
-                    if error.code == code::APPROVAL_REQUIRED {
-                        held = exchange.decision.take();
+                Err(stopped) => {
+                    refused.push((msg.id().cloned(), stopped.error()));
+                    if let Stopped::Held(decision) = stopped {
+                        held = Some(decision);
                     }
-                    refused.push((msg.id().cloned(), error));
                 }
             }
         }
@@ -760,9 +758,9 @@ impl Conn {
         parts: &http::request::Parts,
         msg: &McpMessage,
         subject: &Arc<Subject>,
-        decision: &crate::policy::Decision,
+        decision: &crate::decision::Decision,
     ) -> Result<crate::approval::Approval, RpcError> {
-        let refused = crate::policy::interceptor::refusal(decision);
+        let refused = crate::mcp::interceptor::refusal(decision);
         let (Some(approvals), Some(terms)) = (&self.l7.approvals, &decision.approval) else {
             return Err(refused);
         };
@@ -806,21 +804,21 @@ impl Conn {
         approval: &crate::approval::Approval,
         msg: &mut McpMessage,
         subject: &Arc<Subject>,
-        decision: &crate::policy::Decision,
-    ) -> Result<(bool, Option<String>), RpcError> {
+        decision: &crate::decision::Decision,
+    ) -> Result<(bool, Option<crate::decision::GrantRef>), RpcError> {
         let Some(approvals) = &self.l7.approvals else {
-            return Err(crate::policy::interceptor::refusal(decision));
+            return Err(crate::mcp::interceptor::refusal(decision));
         };
         let data = |action: &str| serde_json::json!({"approval": approval.id, "rule": decision.rule, "action": action});
         match approvals.wait(&approval.id, approvals.config().hold).await {
             crate::approval::Outcome::Approved => {
                 let exchange = Exchange::new(&self.session, subject);
-                let modified = self
+                let passed = self
                     .l7
                     .chain
-                    .message(&exchange, Direction::ClientToServer, msg)?;
-                let grant = exchange.decision.take().and_then(|d| d.grant);
-                Ok((modified, grant))
+                    .message(&exchange, Direction::ClientToServer, msg)
+                    .map_err(|stopped| stopped.error())?;
+                Ok((passed.modified, passed.grant()))
             }
             crate::approval::Outcome::Denied { by, reason } => Err(RpcError::new(
                 code::GATEWAY_REFUSED,
@@ -1074,17 +1072,13 @@ impl Conn {
                 ))
             }
         };
-        let grant = call
-            .grant
-            .as_deref()
-            .and_then(|g| self.l7.approvals.as_ref()?.grant(g));
         let scope = crate::creds::CallScope {
             subject,
             server: &self.session.server,
             tool: call.tool.as_deref(),
             gateway_session: self.session.id,
-            approval: grant.as_ref().map(|g| g.approval.as_str()),
-            grant_expires_ms: grant.as_ref().map(|g| g.expires_ms),
+            approval: call.grant.as_ref().map(|g| g.approval.as_str()),
+            grant_expires_ms: call.grant.as_ref().map(|g| g.expires_ms),
         };
         match minter.credentials(aws, &scope).await {
             Ok((creds, minted)) => {
@@ -1175,8 +1169,9 @@ impl Conn {
                 self.session.answered(id);
             }
             match verdict {
-                Ok(m) => modified |= m,
-                Err(error) => {
+                Ok(passed) => modified |= passed.modified,
+                Err(stopped) => {
+                    let error = stopped.error();
                     *msg =
                         McpMessage::from_value(error.to_response(msg.id().unwrap_or(&Value::Null)))
                             .expect("an error response is valid JSON-RPC");
@@ -1328,8 +1323,8 @@ fn check_event(
         if let (Some(id), None) = (msg.id(), msg.method()) {
             session.answered(id);
         }
-        match verdict {
-            Ok(m) => modified |= m,
+        match verdict.map_err(|stopped| stopped.error()) {
+            Ok(passed) => modified |= passed.modified,
             Err(error) => match msg.id() {
                 // A refused response still answers its request, with the error.
                 Some(id) if msg.method().is_none() => {

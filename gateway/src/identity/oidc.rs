@@ -16,7 +16,7 @@ use jsonwebtoken::{jwk::JwkSet, Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
 use super::AuthError;
-use crate::{http::upstream::get_json, intercept::socket_factory::SocketFactory};
+use crate::{client::get_json, intercept::socket_factory::SocketFactory};
 
 /// Unknown-kid refetches are at most this frequent (a flood of forged kids must not
 /// become a flood of requests to the provider).

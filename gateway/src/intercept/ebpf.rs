@@ -29,7 +29,7 @@ use serde::Serialize;
 use super::{
     ClientAddr, Destination, InterceptError, ListenAddr, OrigDst, OrigDstSource, ProcessInfo,
 };
-use crate::config::{FailMode, InterceptConfig};
+use super::{FailMode, InterceptConfig};
 
 /// The object file built by gateway/build.rs.
 static PROGRAMS_OBJECT: &[u8] =

@@ -4,25 +4,17 @@
 use std::{collections::HashMap, net::SocketAddr};
 
 use super::{ClientAddr, Destination, InterceptError, ListenAddr, OrigDst, OrigDstSource};
-use crate::config::{MatchAddr, ServerConfig};
 
 pub struct ExplicitOrigDst {
     by_listen: HashMap<SocketAddr, (Destination, String)>,
 }
 
 impl ExplicitOrigDst {
-    pub fn new(servers: &[ServerConfig]) -> Self {
+    /// `servers`: (listen address, where it leads, server name) per server.
+    pub fn new(servers: impl IntoIterator<Item = (SocketAddr, Destination, String)>) -> Self {
         let by_listen = servers
-            .iter()
-            .filter_map(|s| {
-                let destination = match (&s.upstream, s.matches.first()) {
-                    (Some(up), _) => Destination::Name(up.clone()),
-                    (None, Some(MatchAddr::Socket(a))) => Destination::Socket(*a),
-                    (None, Some(MatchAddr::Host(h))) => Destination::Name(h.clone()),
-                    _ => return None, // rejected by config validation
-                };
-                Some((s.listen?, (destination, s.name.clone())))
-            })
+            .into_iter()
+            .map(|(listen, destination, name)| (listen, (destination, name)))
             .collect();
         Self { by_listen }
     }

@@ -8,35 +8,36 @@ pub mod explicit;
 pub mod socket_factory;
 pub mod targets;
 
-use std::{fmt, net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::config::HostPort;
+pub use crate::addr::{ClientAddr, Destination, ListenAddr};
 
-/// The client's address on an accepted connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub SocketAddr);
-
-/// The gateway's own address on an accepted connection (what the client was sent to).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ListenAddr(pub SocketAddr);
-
-/// Where the client meant to go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Destination {
-    Socket(SocketAddr),
-    /// Explicit mode: resolved when dialing.
-    Name(HostPort),
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    /// While the gateway is down, intercepted connects are refused (links stay pinned).
+    Closed,
+    /// While the gateway is down, intercepted connects go directly to the server.
+    Open,
 }
 
-impl fmt::Display for Destination {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Socket(a) => a.fmt(f),
-            Self::Name(h) => h.fmt(f),
-        }
-    }
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InterceptMode {
+    Ebpf,
+    Explicit,
+}
+
+#[derive(Debug, Clone)]
+pub struct InterceptConfig {
+    pub mode: InterceptMode,
+    /// cgroup v2 path relative to the cgroup2 mount, starting with `/`.
+    pub cgroup: String,
+    pub bypass_mark: u32,
+    pub pin_dir: PathBuf,
+    pub dns_refresh: std::time::Duration,
 }
 
 /// The process that made the connection, as the kernel saw it at `connect()`.

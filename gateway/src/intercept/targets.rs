@@ -12,7 +12,7 @@ use gateway_ebpf::{v4_mapped, TargetKey};
 use serde::Serialize;
 
 use super::InterceptError;
-use crate::config::{canonical, HostPort, MatchAddr, ServerConfig};
+use crate::addr::{canonical, HostPort, MatchAddr};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetView {
@@ -32,7 +32,11 @@ pub struct TargetTable {
 }
 
 impl TargetTable {
-    pub fn new(servers: &[ServerConfig], state_dir: &Path) -> Result<Self, InterceptError> {
+    /// `configured`: each `[[servers]]` match entry with its server's name.
+    pub fn new(
+        configured: Vec<(MatchAddr, String)>,
+        state_dir: &Path,
+    ) -> Result<Self, InterceptError> {
         let runtime_file = state_dir.join("targets.json");
         let runtime = match std::fs::read_to_string(&runtime_file) {
             Ok(text) => serde_json::from_str::<Vec<String>>(&text)
@@ -61,10 +65,6 @@ impl TargetTable {
                 });
             }
         };
-        let configured = servers
-            .iter()
-            .flat_map(|s| s.matches.iter().map(|m| (m.clone(), s.name.clone())))
-            .collect();
         Ok(Self {
             configured,
             runtime,

@@ -8,7 +8,6 @@
 use std::{borrow::Cow, collections::BTreeMap, sync::Mutex};
 
 use super::Masker;
-use crate::config::PointerRule;
 use crate::glob::glob_match;
 use crate::mcp::{
     interceptor::{Exchange, Interceptor, Verdict},
@@ -34,6 +33,15 @@ const NOTIFICATION_PAYLOADS: [(&str, &str); 2] = [
     ("params", "data"),    // notifications/message (logging)
     ("params", "message"), // notifications/progress
 ];
+
+/// `[[masking.pointers]]`: the value at a JSON pointer (into `result`) masked whole, for the
+/// tools named (globs).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointerRule {
+    pub tool: String,
+    pub pointer: String,
+}
 
 pub struct MaskingInterceptor {
     masker: Masker,

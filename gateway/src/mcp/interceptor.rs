@@ -1,14 +1,25 @@
-//! The interceptor chain: the one place later stages (identity, policy, approvals,
-//! credentials, masking, recording) see and act on every message.
+//! The interceptor chain: the stages that see and act on every JSON-RPC message (policy,
+//! static-key checks, masking), in order, and the observer that records each message with
+//! the outcome. What it says about a message is a value: passed (with the decision that let
+//! it through, and its grant), refused, or held for approval.
 
 use std::{
-    cell::RefCell,
     net::SocketAddr,
     sync::{Arc, Mutex},
 };
 
-use super::{jsonrpc::McpMessage, sse::SseEvent, RpcError};
-use crate::{identity::Subject, intercept::ProcessInfo};
+use serde_json::json;
+
+use super::{
+    jsonrpc::{code, McpMessage},
+    sse::SseEvent,
+    RpcError,
+};
+use crate::{
+    decision::{Action, Decision, GrantRef},
+    identity::Subject,
+    intercept::ProcessInfo,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -22,8 +33,77 @@ pub enum Verdict {
     Continue,
     /// The interceptor changed the message; it is re-serialized before forwarding.
     Modified,
+    /// A decision about the call (policy, a built-in rule): `allow` lets it on, `deny`
+    /// refuses it, `approve` holds it for approval. The decision is recorded.
+    Decided(Decision),
     /// The message is not forwarded; the client gets this error instead.
     Reject(RpcError),
+}
+
+/// A message the chain let through.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Passed {
+    /// Some stage changed the message: it is re-serialized before forwarding.
+    pub modified: bool,
+    /// The decision that let it through, if a stage made one.
+    pub decision: Option<Decision>,
+}
+
+impl Passed {
+    /// The grant that let the call through (an `approve` rule covered by a live grant).
+    pub fn grant(&self) -> Option<GrantRef> {
+        self.decision.as_ref()?.grant.clone()
+    }
+}
+
+/// A message the chain stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stopped {
+    /// Not forwarded: the error says why (`decision`: the decision that refused it).
+    Refused {
+        error: RpcError,
+        decision: Option<Decision>,
+    },
+    /// A call an `approve` rule holds until approvers decide.
+    Held(Decision),
+}
+
+impl Stopped {
+    /// The error the sender gets when the message goes no further.
+    pub fn error(&self) -> RpcError {
+        match self {
+            Self::Refused { error, .. } => error.clone(),
+            Self::Held(decision) => refusal(decision),
+        }
+    }
+
+    /// The decision behind it, if a stage made one.
+    pub fn decision(&self) -> Option<&Decision> {
+        match self {
+            Self::Refused { decision, .. } => decision.as_ref(),
+            Self::Held(decision) => Some(decision),
+        }
+    }
+}
+
+/// What the chain says about one message.
+pub type Outcome = Result<Passed, Stopped>;
+
+/// The JSON-RPC error for a decision that does not let the call through.
+pub fn refusal(decision: &Decision) -> RpcError {
+    let data = json!({"rule": decision.rule, "reason": decision.reason, "action": decision.action});
+    match decision.action {
+        Action::Approve => RpcError::new(
+            code::APPROVAL_REQUIRED,
+            format!("approval required: {}", decision.reason),
+        )
+        .with_data(data),
+        _ => RpcError::new(
+            code::GATEWAY_REFUSED,
+            format!("denied by policy: {}", decision.reason),
+        )
+        .with_data(data),
+    }
 }
 
 /// The gateway session a message belongs to: one client connection, what it dialed, who
@@ -118,17 +198,11 @@ impl Session {
 pub struct Exchange<'a> {
     pub session: &'a Session,
     pub subject: &'a Subject,
-    /// The policy decision about this message, for the recording.
-    pub decision: RefCell<Option<crate::policy::Decision>>,
 }
 
 impl<'a> Exchange<'a> {
     pub fn new(session: &'a Session, subject: &'a Subject) -> Self {
-        Self {
-            session,
-            subject,
-            decision: RefCell::new(None),
-        }
+        Self { session, subject }
     }
 }
 
@@ -190,88 +264,124 @@ pub trait Interceptor: Send + Sync {
     }
 }
 
-/// Interceptors in order; the first rejection wins.
+/// Sees every message after the stages, with the outcome, and the gateway's own events:
+/// the recording.
+pub trait Observer: Send + Sync {
+    fn message(
+        &self,
+        exchange: &Exchange,
+        direction: Direction,
+        msg: &McpMessage,
+        outcome: &Outcome,
+    );
+
+    /// A gateway event (not a message): a credential minted, a static key seen.
+    fn gateway_event(&self, exchange: &Exchange, kind: &str, details: serde_json::Value);
+
+    /// The client connection of `session` ended (`how`: "closed" or a reason).
+    fn end(&self, session: &Session, how: &str);
+}
+
+/// Interceptors in order; the first refusal wins.
 #[derive(Clone, Default)]
 pub struct Chain {
     stages: Vec<Arc<dyn Interceptor>>,
-    /// Last of all: every message and the decision about it go to the recording.
-    recording: Option<Arc<crate::record::stage::Recording>>,
+    /// Last of all: every message and the outcome go to the recording.
+    observer: Option<Arc<dyn Observer>>,
 }
 
 impl Chain {
     pub fn new(stages: Vec<Arc<dyn Interceptor>>) -> Self {
         Self {
             stages,
-            recording: None,
+            observer: None,
         }
     }
 
-    pub fn with_recording(mut self, recording: Arc<crate::record::stage::Recording>) -> Self {
-        self.recording = Some(recording);
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
         self
     }
 
-    /// Runs the message hooks, then records the message with the outcome; `Ok(true)` when
-    /// some interceptor changed the message.
+    /// Runs the message hooks, then hands the message and the outcome to the observer.
     pub fn message(
         &self,
-        session: &Exchange,
+        exchange: &Exchange,
         direction: Direction,
         msg: &mut McpMessage,
-    ) -> Result<bool, RpcError> {
-        let outcome = self.run_stages(session, direction, msg);
-        if let Some(recording) = &self.recording {
-            recording.message(session, direction, msg, &outcome);
+    ) -> Outcome {
+        let outcome = self.run_stages(exchange, direction, msg);
+        if let Some(observer) = &self.observer {
+            observer.message(exchange, direction, msg, &outcome);
         }
         outcome
     }
 
     fn run_stages(
         &self,
-        session: &Exchange,
+        exchange: &Exchange,
         direction: Direction,
         msg: &mut McpMessage,
-    ) -> Result<bool, RpcError> {
+    ) -> Outcome {
         use super::jsonrpc::Kind;
-        let mut modified = false;
+        let mut passed = Passed::default();
         for interceptor in &self.stages {
             let verdict = match msg.kind {
-                Kind::Request { .. } => interceptor.on_request(session, direction, msg),
-                Kind::Notification { .. } => interceptor.on_notification(session, direction, msg),
+                Kind::Request { .. } => interceptor.on_request(exchange, direction, msg),
+                Kind::Notification { .. } => interceptor.on_notification(exchange, direction, msg),
                 Kind::Response { .. } | Kind::Error { .. } => {
-                    interceptor.on_response(session, direction, msg)
+                    interceptor.on_response(exchange, direction, msg)
                 }
             };
-            match verdict {
-                Verdict::Continue => {}
-                Verdict::Modified => modified = true,
-                Verdict::Reject(error) => {
-                    tracing::info!(session = session.id, interceptor = interceptor.name(), error = %error.message, "message rejected");
-                    return Err(error);
+            let stopped = match verdict {
+                Verdict::Continue => continue,
+                Verdict::Modified => {
+                    passed.modified = true;
+                    continue;
                 }
-            }
+                Verdict::Decided(decision) => match decision.action {
+                    Action::Allow => {
+                        passed.decision = Some(decision);
+                        continue;
+                    }
+                    Action::Deny => Stopped::Refused {
+                        error: refusal(&decision),
+                        decision: Some(decision),
+                    },
+                    Action::Approve => Stopped::Held(decision),
+                },
+                // A refusal without a decision of its own keeps the one made before it.
+                Verdict::Reject(error) => Stopped::Refused {
+                    error,
+                    decision: passed.decision.take(),
+                },
+            };
+            tracing::info!(session = exchange.id, interceptor = interceptor.name(), error = %stopped.error().message, "message stopped");
+            return Err(stopped);
         }
-        Ok(modified)
+        Ok(passed)
     }
 
     /// Records a gateway event (not a message) in the session's recording.
-    pub fn note(&self, session: &Exchange, kind: &str, details: serde_json::Value) {
-        if let Some(recording) = &self.recording {
-            recording.gateway_event(session, kind, details);
+    pub fn note(&self, exchange: &Exchange, kind: &str, details: serde_json::Value) {
+        if let Some(observer) = &self.observer {
+            observer.gateway_event(exchange, kind, details);
         }
     }
 
     /// The client connection of `session` ended (`how`: "closed" or a reason).
     pub fn end_session(&self, session: &Session, how: &str) {
-        if let Some(recording) = &self.recording {
-            recording.end(session, how);
+        if let Some(observer) = &self.observer {
+            observer.end(session, how);
         }
     }
 
     pub fn stream_event(&self, session: &Exchange, event: &SseEvent) -> Result<(), RpcError> {
         for interceptor in &self.stages {
-            if let Verdict::Reject(error) = interceptor.on_stream_event(session, event) {
-                return Err(error);
+            match interceptor.on_stream_event(session, event) {
+                Verdict::Reject(error) => return Err(error),
+                Verdict::Decided(d) if d.action != Action::Allow => return Err(refusal(&d)),
+                _ => {}
             }
         }
         Ok(())
@@ -334,8 +444,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::mcp::jsonrpc::code;
-
     struct DenyTool(&'static str);
 
     impl Interceptor for DenyTool {
@@ -399,18 +507,23 @@ mod tests {
             chain
                 .message(&s, Direction::ClientToServer, &mut call)
                 .unwrap_err()
+                .error()
                 .message,
             "denied"
         );
         let mut ok =
             msg(json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo"}}));
         assert_eq!(
-            chain.message(&s, Direction::ClientToServer, &mut ok),
+            chain
+                .message(&s, Direction::ClientToServer, &mut ok)
+                .map(|p| p.modified),
             Ok(false)
         );
         let mut response = msg(json!({"jsonrpc":"2.0","id":2,"result":{}}));
         assert_eq!(
-            chain.message(&s, Direction::ServerToClient, &mut response),
+            chain
+                .message(&s, Direction::ServerToClient, &mut response)
+                .map(|p| p.modified),
             Ok(true)
         );
         assert_eq!(response.raw["tagged"], json!(true));

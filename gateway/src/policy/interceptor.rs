@@ -8,14 +8,13 @@ use std::{
     sync::{Arc, Mutex, RwLock},
 };
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{Action, Call, Decision, Policy};
 use crate::approval::Approvals;
 use crate::mcp::{
     interceptor::{Exchange, Interceptor, Verdict},
-    jsonrpc::code,
-    Direction, McpMessage, RpcError,
+    Direction, McpMessage,
 };
 
 /// Rule id of rug-pull blocks.
@@ -173,23 +172,6 @@ pub fn call_of<'a>(exchange: &'a Exchange, msg: &'a McpMessage) -> Option<Call<'
     })
 }
 
-/// The JSON-RPC error for a decision that does not let the call through.
-pub fn refusal(decision: &Decision) -> RpcError {
-    let data = json!({"rule": decision.rule, "reason": decision.reason, "action": decision.action});
-    match decision.action {
-        Action::Approve => RpcError::new(
-            code::APPROVAL_REQUIRED,
-            format!("approval required: {}", decision.reason),
-        )
-        .with_data(data),
-        _ => RpcError::new(
-            code::GATEWAY_REFUSED,
-            format!("denied by policy: {}", decision.reason),
-        )
-        .with_data(data),
-    }
-}
-
 impl Interceptor for PolicyInterceptor {
     fn name(&self) -> &'static str {
         "policy"
@@ -225,7 +207,7 @@ impl Interceptor for PolicyInterceptor {
                 match approvals.covering_grant(&exchange.subject.name, call.server, tool) {
                     Some(grant) => Decision {
                         action: Action::Allow,
-                        reason: format!("covered by grant {grant} (rule `{}`)", decision.rule),
+                        reason: format!("covered by grant {} (rule `{}`)", grant.id, decision.rule),
                         grant: Some(grant),
                         ..decision
                     },
@@ -241,15 +223,10 @@ impl Interceptor for PolicyInterceptor {
             Action::Approve => "approve",
         };
         self.metrics.decision(&decision.rule, action);
-        let verdict = match decision.action {
-            Action::Allow => Verdict::Continue,
-            Action::Deny | Action::Approve => {
-                tracing::info!(session = exchange.id, subject = %exchange.subject.name, method = call.method, tool = call.tool, rule = %decision.rule, action = ?decision.action, reason = %decision.reason, "call not allowed");
-                Verdict::Reject(refusal(&decision))
-            }
-        };
-        *exchange.decision.borrow_mut() = Some(decision);
-        verdict
+        if decision.action != Action::Allow {
+            tracing::info!(session = exchange.id, subject = %exchange.subject.name, method = call.method, tool = call.tool, rule = %decision.rule, action = ?decision.action, reason = %decision.reason, "call not allowed");
+        }
+        Verdict::Decided(decision)
     }
 
     fn on_response(

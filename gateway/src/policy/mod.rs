@@ -9,52 +9,12 @@ pub mod interceptor;
 use std::time::Duration;
 
 use regex::Regex;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
+pub use crate::decision::{Action, ApprovalTerms, Decision, GrantRef};
 use crate::{glob::glob_match, identity::Subject};
 pub use guardrails::Guardrail;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Allow,
-    Deny,
-    Approve,
-}
-
-/// A decision and why: the id of the rule (or built-in default) that made it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Decision {
-    pub action: Action,
-    pub rule: String,
-    pub reason: String,
-    /// For `approve`: who may approve, how many, and how long the grant lasts.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub approval: Option<ApprovalTerms>,
-    /// The grant that let an `approve` call through.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub grant: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ApprovalTerms {
-    pub approvers: Vec<String>,
-    pub approvals: u32,
-    #[serde(with = "humantime_serde_secs")]
-    pub grant_ttl: Duration,
-    /// The tool globs a grant covers (empty: only the exact tool called).
-    pub grant_tools: Vec<String>,
-}
-
-mod humantime_serde_secs {
-    pub fn serialize<S: serde::Serializer>(
-        d: &std::time::Duration,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-}
 
 /// One call as policy sees it.
 #[derive(Debug, Clone, Copy)]

@@ -22,7 +22,6 @@ use std::{
         mpsc, Arc, Mutex,
     },
     thread,
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 use ring::signature::{Ed25519KeyPair, KeyPair};
@@ -74,24 +73,7 @@ pub enum RecordError {
     Export(#[source] io::Error),
 }
 
-/// Where time comes from; tests pass a fixed clock.
-pub trait Clock: Send + Sync {
-    /// Milliseconds since the Unix epoch.
-    fn now_ms(&self) -> i64;
-}
-
-/// The wall clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0)
-    }
-}
+pub use crate::clock::{Clock, SystemClock};
 
 /// What is known about a gateway session when it starts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

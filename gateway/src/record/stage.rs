@@ -3,31 +3,22 @@
 //! masked ones). A gateway session is started in the store at its first message and sealed
 //! when its client connection ends.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::{collections::HashMap, sync::Mutex};
 
 use serde_json::{json, Value};
 
 use super::{EventData, Recorder, SessionMeta};
+use crate::clock::now_ms;
 use crate::mcp::{
-    interceptor::{Exchange, McpState, Session},
+    interceptor::{Exchange, McpState, Observer, Outcome, Session, Stopped},
     jsonrpc::Kind,
-    Direction, McpMessage, RpcError,
+    Direction, McpMessage,
 };
 
 pub struct Recording {
     recorder: Recorder,
     /// Gateway session id → (store session id, MCP state last recorded).
     open: Mutex<HashMap<u64, (String, McpState)>>,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Recording {
@@ -85,14 +76,16 @@ impl Recording {
             }
         }
     }
+}
 
+impl Observer for Recording {
     /// Records a message and what the chain decided about it.
-    pub fn message(
+    fn message(
         &self,
         session: &Exchange,
         direction: Direction,
         msg: &McpMessage,
-        outcome: &Result<bool, RpcError>,
+        outcome: &Outcome,
     ) {
         let Some(id) = self.store_id(session) else {
             return;
@@ -118,14 +111,22 @@ impl Recording {
             Ok(_) => (Value::Object(msg.raw.clone()), "forwarded".to_owned()),
             // What the server sent and the gateway withheld may be exactly what must not be
             // kept (it could not be masked): record that it was withheld, not the content.
-            Err(error) if direction == Direction::ServerToClient => {
-                (json!({"withheld": error.message}), "withheld".to_owned())
-            }
+            Err(stopped) if direction == Direction::ServerToClient => (
+                json!({"withheld": stopped.error().message}),
+                "withheld".to_owned(),
+            ),
             // Held for approval: it may still go through once approved.
-            Err(e) if e.code == crate::mcp::jsonrpc::code::APPROVAL_REQUIRED => {
-                (Value::Object(msg.raw.clone()), "held".to_owned())
-            }
-            Err(_) => (Value::Object(msg.raw.clone()), "refused".to_owned()),
+            Err(Stopped::Held(_)) => (Value::Object(msg.raw.clone()), "held".to_owned()),
+            Err(Stopped::Refused { .. }) => (Value::Object(msg.raw.clone()), "refused".to_owned()),
+        };
+        // The rule that decided, else (a refusal by another stage) the reason.
+        let rule = match outcome {
+            Ok(passed) => passed.decision.as_ref().map(|d| d.rule.clone()),
+            Err(stopped) => Some(
+                stopped
+                    .decision()
+                    .map_or_else(|| stopped.error().message, |d| d.rule.clone()),
+            ),
         };
         self.recorder.record(
             &id,
@@ -142,20 +143,14 @@ impl Recording {
                 tool,
                 payload,
                 decision: Some(decision),
-                // The rule that decided, else (a refusal by another stage) the reason.
-                rule: session
-                    .decision
-                    .borrow()
-                    .as_ref()
-                    .map(|d| d.rule.clone())
-                    .or_else(|| outcome.as_ref().err().map(|e| e.message.clone())),
+                rule,
                 upstream_latency_us: latency,
             },
         );
     }
 
     /// A gateway event in the session's recording (a credential minted, a static key seen).
-    pub fn gateway_event(&self, session: &Exchange, kind: &str, details: Value) {
+    fn gateway_event(&self, session: &Exchange, kind: &str, details: Value) {
         if let Some(id) = self.store_id(session) {
             self.recorder
                 .record(&id, EventData::gateway(now_ms(), kind, details));
@@ -163,7 +158,7 @@ impl Recording {
     }
 
     /// Seals the session when its connection ends.
-    pub fn end(&self, session: &Session, how: &str) {
+    fn end(&self, session: &Session, how: &str) {
         let entry = self
             .open
             .lock()

@@ -1,19 +1,10 @@
 use super::*;
 
-fn server(matches: &[&str]) -> ServerConfig {
-    ServerConfig {
-        name: "s".into(),
-        matches: matches.iter().map(|m| m.parse().unwrap()).collect(),
-        upstream: None,
-        listen: None,
-        tls: Default::default(),
-        ca_file: None,
-        tls_skip_verify: false,
-        non_http: Default::default(),
-        forward_token: false,
-        aws: None,
-        static_keys: crate::creds::static_keys::StaticKeys::Log,
-    }
+fn server(matches: &[&str]) -> Vec<(MatchAddr, String)> {
+    matches
+        .iter()
+        .map(|m| (m.parse().unwrap(), "s".to_owned()))
+        .collect()
 }
 
 #[test]
@@ -21,7 +12,7 @@ fn keys_cover_addresses_names_and_wildcards() {
     let dir = std::env::temp_dir().join(format!("mcpgw-targets-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut table = TargetTable::new(
-        &[server(&["10.0.3.17:8443", "mcp.internal:443", "*:9000"])],
+        server(&["10.0.3.17:8443", "mcp.internal:443", "*:9000"]),
         &dir,
     )
     .unwrap();
@@ -49,7 +40,7 @@ fn keys_cover_addresses_names_and_wildcards() {
     // Run-time entries persist in the state dir; configured ones cannot be removed.
     assert!(table.add("[fd00::17]:8443".parse().unwrap()).unwrap());
     assert!(!table.add("[fd00::17]:8443".parse().unwrap()).unwrap());
-    let reloaded = TargetTable::new(&[], &dir).unwrap();
+    let reloaded = TargetTable::new(Vec::new(), &dir).unwrap();
     assert_eq!(reloaded.view().len(), 1);
     assert!(matches!(
         table.remove(&"10.0.3.17:8443".parse().unwrap()).unwrap(),
@@ -59,6 +50,9 @@ fn keys_cover_addresses_names_and_wildcards() {
         table.remove(&"[fd00::17]:8443".parse().unwrap()).unwrap(),
         RemoveOutcome::Removed
     ));
-    assert!(TargetTable::new(&[], &dir).unwrap().view().is_empty());
+    assert!(TargetTable::new(Vec::new(), &dir)
+        .unwrap()
+        .view()
+        .is_empty());
     std::fs::remove_dir_all(&dir).unwrap();
 }

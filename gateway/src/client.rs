@@ -1,6 +1,8 @@
-//! Connections to the upstream MCP server for one client connection: dialed through the
-//! socket factory (bypass mark), TLS verified against the name the client asked for, h2 when
-//! the server offers it, otherwise a small pool of HTTP/1.1 connections.
+//! The gateway's own HTTP client. `Upstream`: connections to the upstream MCP server for one
+//! client connection, dialed through the socket factory (bypass mark), TLS verified against
+//! the name the client asked for, h2 when the server offers it, otherwise a small pool of
+//! HTTP/1.1 connections. `own_request`, `get_json`, `exchange_json`: the requests the gateway
+//! makes for itself (token keys, approval webhooks, STS).
 
 use std::sync::Arc;
 
@@ -259,7 +261,7 @@ pub async fn own_request(
         }
         None
     };
-    let dest = Destination::Name(crate::config::HostPort { host, port });
+    let dest = Destination::Name(crate::addr::HostPort { host, port });
     let upstream = Upstream::new(UpstreamTarget { dest, tls }, sockets.clone());
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let authority = uri
