@@ -9,7 +9,10 @@ use std::{
 
 use anyhow::Result;
 use gateway::{
-    mcp::{interceptor::Session, Direction, McpMessage},
+    mcp::{
+        interceptor::{Observer as _, Session},
+        Direction, McpMessage,
+    },
     record::{stage::Recording, Recorder},
 };
 use serde_json::json;
@@ -51,7 +54,7 @@ pub fn measure() -> Result<()> {
         let s = &sessions[i % sessions.len()];
         let t = Instant::now();
         let exchange = gateway::mcp::interceptor::Exchange::new(s, &subject);
-        recording.message(&exchange, Direction::ServerToClient, &msg, &Ok(false));
+        recording.message(&exchange, Direction::ServerToClient, &msg, &Ok(Default::default()));
         per_message.push(t.elapsed());
     }
     recorder.flush()?;
