@@ -54,7 +54,12 @@ pub fn measure() -> Result<()> {
         let s = &sessions[i % sessions.len()];
         let t = Instant::now();
         let exchange = gateway::mcp::interceptor::Exchange::new(s, &subject);
-        recording.message(&exchange, Direction::ServerToClient, &msg, &Ok(Default::default()));
+        recording.message(
+            &exchange,
+            Direction::ServerToClient,
+            &msg,
+            &Ok(Default::default()),
+        );
         per_message.push(t.elapsed());
     }
     recorder.flush()?;

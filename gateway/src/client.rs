@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::{pki_types::ServerName, ClientConfig};
@@ -16,8 +15,7 @@ use tokio::sync::Mutex;
 
 use crate::intercept::{socket_factory::SocketFactory, Destination};
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+pub use crate::body::{Body, BoxError};
 
 /// At most this many idle HTTP/1.1 connections are kept per client connection.
 const MAX_IDLE_H1: usize = 8;

@@ -6,6 +6,7 @@
 pub mod addr;
 pub mod admin;
 pub mod approval;
+pub mod body;
 pub mod client;
 pub mod clock;
 pub mod config;

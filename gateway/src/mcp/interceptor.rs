@@ -62,10 +62,10 @@ pub enum Stopped {
     /// Not forwarded: the error says why (`decision`: the decision that refused it).
     Refused {
         error: RpcError,
-        decision: Option<Decision>,
+        decision: Option<Box<Decision>>,
     },
     /// A call an `approve` rule holds until approvers decide.
-    Held(Decision),
+    Held(Box<Decision>),
 }
 
 impl Stopped {
@@ -80,7 +80,7 @@ impl Stopped {
     /// The decision behind it, if a stage made one.
     pub fn decision(&self) -> Option<&Decision> {
         match self {
-            Self::Refused { decision, .. } => decision.as_ref(),
+            Self::Refused { decision, .. } => decision.as_deref(),
             Self::Held(decision) => Some(decision),
         }
     }
@@ -346,14 +346,14 @@ impl Chain {
                     }
                     Action::Deny => Stopped::Refused {
                         error: refusal(&decision),
-                        decision: Some(decision),
+                        decision: Some(Box::new(decision)),
                     },
-                    Action::Approve => Stopped::Held(decision),
+                    Action::Approve => Stopped::Held(Box::new(decision)),
                 },
                 // A refusal without a decision of its own keeps the one made before it.
                 Verdict::Reject(error) => Stopped::Refused {
                     error,
-                    decision: passed.decision.take(),
+                    decision: passed.decision.take().map(Box::new),
                 },
             };
             tracing::info!(session = exchange.id, interceptor = interceptor.name(), error = %stopped.error().message, "message stopped");
