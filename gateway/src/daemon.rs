@@ -15,7 +15,7 @@ use crate::{
     admin::{self, Caller, Handler, Request},
     approval::{webhook::Webhook, Approvals, Approver},
     config::{Config, FailMode, HostPort, InterceptMode, MatchAddr, ServerConfig},
-    http::{Route, L7},
+    http::{Route, Stages, L7},
     identity::{Identity, Issuer},
     intercept::{
         ebpf::{self, EbpfInterception},
@@ -54,25 +54,98 @@ pub struct Daemon {
     recorder: Option<Recorder>,
 }
 
+/// `mcpgw serve`: starts the gateway and runs it until SIGTERM or SIGINT.
 pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    let running = start(config, config_path).await?;
+    crate::notify::notify("READY=1");
+    tokio::spawn(crate::notify::watchdog());
+    wait_for_shutdown().await;
+    tracing::info!("shutting down");
+    crate::notify::notify("STOPPING=1");
+    running.stop();
+    Ok(())
+}
+
+/// A started gateway: listeners bound, interception on, admin socket served. Its tasks run on
+/// the runtime that started it.
+pub struct Running {
+    daemon: Arc<Daemon>,
+}
+
+impl Running {
+    /// The addresses the gateway accepts connections on (as bound: a configured port 0 is
+    /// the port the kernel chose).
+    pub fn listeners(&self) -> &[SocketAddr] {
+        &self.daemon.listeners
+    }
+
+    pub fn approvals(&self) -> &Arc<Approvals> {
+        &self.daemon.approvals
+    }
+
+    pub fn recorder(&self) -> Option<&Recorder> {
+        self.daemon.recorder.as_ref()
+    }
+
+    /// Stops serving the admin socket; with `fail_mode = "open"` the programs are detached,
+    /// with `closed` the pinned links stay, so intercepted connects are refused until the
+    /// gateway is back.
+    pub fn stop(self) {
+        let _ = std::fs::remove_file(&self.daemon.config.gateway.admin_socket);
+        if self.daemon.config.gateway.fail_mode == FailMode::Open {
+            ebpf::unpin_all(&self.daemon.config.intercept.pin_dir);
+        }
+    }
+}
+
+/// Starts the gateway from a validated configuration.
+pub async fn start(
+    config: Config,
+    config_path: Option<std::path::PathBuf>,
+) -> anyhow::Result<Running> {
     let state_dir = &config.gateway.state_dir;
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("creating state_dir {}", state_dir.display()))?;
 
-    let explicit = ExplicitOrigDst::new(config.servers.iter().filter_map(|s| {
-        let (listen, destination) = s.explicit_route()?;
-        Some((listen, destination, s.name.clone()))
-    }));
-    let listen_addrs = match config.intercept.mode {
-        InterceptMode::Ebpf => config.gateway.listen.clone(),
-        InterceptMode::Explicit => explicit.listen_addrs(),
-    };
     // Listeners first: once the programs are attached, redirected connects must find them.
     let mut listeners = Vec::new();
-    for addr in &listen_addrs {
-        let listener = bind_listener(*addr).with_context(|| format!("listening on {addr}"))?;
-        listeners.push(listener);
+    let mut explicit_routes = Vec::new();
+    match config.intercept.mode {
+        InterceptMode::Ebpf => {
+            for addr in &config.gateway.listen {
+                listeners.push(bind_listener(*addr)?);
+            }
+        }
+        // One listener per server address; the bound address says which server a connection
+        // is for (a port 0 in the config becomes the port the kernel chose).
+        InterceptMode::Explicit => {
+            let mut bound: Vec<(SocketAddr, SocketAddr)> = Vec::new();
+            for server in &config.servers {
+                let Some((listen, destination)) = server.explicit_route() else {
+                    continue;
+                };
+                let known = bound
+                    .iter()
+                    .find(|(asked, _)| *asked == listen && listen.port() != 0);
+                let local = match known {
+                    Some((_, local)) => *local,
+                    None => {
+                        let listener = bind_listener(listen)?;
+                        let local = listener.local_addr()?;
+                        listeners.push(listener);
+                        bound.push((listen, local));
+                        local
+                    }
+                };
+                explicit_routes.push((local, destination, server.name.clone()));
+            }
+        }
     }
+    let listen_addrs: Vec<SocketAddr> = listeners
+        .iter()
+        .map(TcpListener::local_addr)
+        .collect::<Result<_, _>>()?;
+    let explicit = ExplicitOrigDst::new(explicit_routes);
 
     let mut targets = TargetTable::new(ServerConfig::targets(&config.servers), state_dir)?;
     for (host, answer) in lookup(targets.hosts()).await {
@@ -175,22 +248,26 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> a
         None => None,
     };
     let targets = Arc::new(Mutex::new(targets));
-    let mut l7 = L7::new(
-        ca.clone(),
-        identity.clone(),
+    let minter = match config.servers.iter().any(|s| s.aws.is_some()) {
+        true => Some(Arc::new(
+            crate::creds::Minter::new(sockets.clone(), metrics.clone()).await?,
+        )),
+        false => None,
+    };
+    let stages = Stages {
+        identity: identity.clone(),
         chain,
+        approvals: Some(approvals.clone()),
+        preview_masker,
+        minter: minter.clone(),
+    };
+    let l7 = L7::new(
+        ca.clone(),
+        stages,
         sockets.clone(),
+        metrics.clone(),
         config.gateway.max_body,
     );
-    l7.approvals = Some(approvals.clone());
-    l7.metrics = metrics.clone();
-    l7.preview_masker = preview_masker;
-    if config.servers.iter().any(|s| s.aws.is_some()) {
-        l7.minter = Some(Arc::new(
-            crate::creds::Minter::new(sockets.clone(), metrics.clone()).await?,
-        ));
-    }
-    let minter = l7.minter.clone();
     let proxy = Arc::new(Proxy {
         orig_dst,
         l7: Arc::new(l7),
@@ -241,22 +318,14 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> a
         admin_socket = %daemon.config.gateway.admin_socket.display(),
         "mcpgw ready"
     );
-    crate::notify::notify("READY=1");
-    tokio::spawn(crate::notify::watchdog());
-
-    wait_for_shutdown().await;
-    tracing::info!("shutting down");
-    crate::notify::notify("STOPPING=1");
-    let _ = std::fs::remove_file(&daemon.config.gateway.admin_socket);
-    if daemon.config.gateway.fail_mode == FailMode::Open {
-        ebpf::unpin_all(&daemon.config.intercept.pin_dir);
-    }
-    // fail_mode closed: the pinned links stay, so intercepted connects are refused until
-    // the gateway is back.
-    Ok(())
+    Ok(Running { daemon })
 }
 
-fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+fn bind_listener(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    bind(addr).with_context(|| format!("listening on {addr}"))
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {

@@ -3,9 +3,7 @@
 
 use gateway::{admin, config, daemon};
 
-mod approvals_cmd;
-mod policy_cmd;
-mod sessions;
+mod cli;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -57,17 +55,17 @@ enum Command {
     /// Calls held for approval: list (--watch), show, approve, deny.
     Approvals {
         #[command(subcommand)]
-        command: approvals_cmd::ApprovalsCommand,
+        command: cli::approvals::ApprovalsCommand,
     },
     /// Access granted by approvals: list, revoke.
     Grants {
         #[command(subcommand)]
-        command: approvals_cmd::GrantsCommand,
+        command: cli::approvals::GrantsCommand,
     },
     /// Check, reload and explain the policy rules.
     Policy {
         #[command(subcommand)]
-        command: policy_cmd::PolicyCommand,
+        command: cli::policy::PolicyCommand,
     },
     /// The host CA that signs the certificates clients see.
     Ca {
@@ -157,14 +155,16 @@ fn main() -> ExitCode {
             }
         }
         Command::Status => admin_command(&runtime, &cli.socket, cli.output, admin::Request::Status),
-        Command::Sessions { command } => sessions::run(&runtime, &cli.socket, cli.output, command),
+        Command::Sessions { command } => {
+            cli::sessions::run(&runtime, &cli.socket, cli.output, command)
+        }
         Command::Approvals { command } => {
-            approvals_cmd::approvals(&runtime, &cli.socket, cli.output, command)
+            cli::approvals::approvals(&runtime, &cli.socket, cli.output, command)
         }
         Command::Grants { command } => {
-            approvals_cmd::grants(&runtime, &cli.socket, cli.output, command)
+            cli::approvals::grants(&runtime, &cli.socket, cli.output, command)
         }
-        Command::Policy { command } => policy_cmd::run(&runtime, &cli.socket, cli.output, command),
+        Command::Policy { command } => cli::policy::run(&runtime, &cli.socket, cli.output, command),
         Command::Ca {
             command: CaCommand::Export,
         } => match runtime.block_on(admin::call(&cli.socket, &admin::Request::CaExport)) {

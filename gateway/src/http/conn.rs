@@ -58,7 +58,7 @@ impl Conn {
         if let Some(response) = self.resource_metadata(&parts) {
             return response;
         }
-        let identity = &self.l7.identity;
+        let identity = &self.l7.stages.identity;
         let subject = match identity
             .authenticate(&parts.headers, self.session.process.as_ref())
             .await
@@ -115,7 +115,7 @@ impl Conn {
         let action = self.route.static_keys;
         tracing::warn!(session = self.session.id, subject = %subject.name, server = %self.session.server, found = ?found, ?action, "long-lived AWS key in request headers");
         let exchange = Exchange::new(&self.session, subject);
-        self.l7.chain.note(
+        self.l7.stages.chain.note(
             &exchange,
             "static_aws_key",
             serde_json::json!({"where": "headers", "found": found, "action": action}),
@@ -171,13 +171,13 @@ impl Conn {
         if !(suffix.is_empty() || suffix.starts_with('/')) || parts.method != Method::GET {
             return None;
         }
-        if !self.l7.identity.tokens_required() {
+        if !self.l7.stages.identity.tokens_required() {
             return None; // the server's own, if it has one
         }
         let resource = format!("{}{}", self.origin(parts), suffix);
         let metadata = serde_json::json!({
             "resource": resource,
-            "authorization_servers": self.l7.identity.issuer_urls(),
+            "authorization_servers": self.l7.stages.identity.issuer_urls(),
             "bearer_methods_supported": ["header"],
             "resource_name": format!("{} (through mcpgw)", self.session.server),
         });

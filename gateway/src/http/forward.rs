@@ -167,7 +167,7 @@ impl Conn {
             let error = RpcError::new(code::CREDENTIALS_FAILED, message);
             rpc_error_response(status, &Value::Null, &error)
         };
-        let Some(minter) = &self.l7.minter else {
+        let Some(minter) = &self.l7.stages.minter else {
             return Err(fail(
                 StatusCode::BAD_GATEWAY,
                 "AWS credentials are not available in this gateway".into(),
@@ -196,7 +196,7 @@ impl Conn {
             Ok((creds, minted)) => {
                 if let Some(minted) = minted {
                     let exchange = Exchange::new(&self.session, subject);
-                    self.l7.chain.note(
+                    self.l7.stages.chain.note(
                         &exchange,
                         "aws_credentials",
                         serde_json::to_value(&minted).unwrap_or_default(),

@@ -28,7 +28,7 @@ impl Conn {
         decision: &crate::decision::Decision,
     ) -> Result<crate::approval::Approval, RpcError> {
         let refused = crate::mcp::interceptor::refusal(decision);
-        let (Some(approvals), Some(terms)) = (&self.l7.approvals, &decision.approval) else {
+        let (Some(approvals), Some(terms)) = (&self.l7.stages.approvals, &decision.approval) else {
             return Err(refused);
         };
         let (tool, arguments) = match msg.tool_call() {
@@ -73,7 +73,7 @@ impl Conn {
         subject: &Arc<Subject>,
         decision: &crate::decision::Decision,
     ) -> Result<(bool, Option<crate::decision::GrantRef>), RpcError> {
-        let Some(approvals) = &self.l7.approvals else {
+        let Some(approvals) = &self.l7.stages.approvals else {
             return Err(crate::mcp::interceptor::refusal(decision));
         };
         let data = |action: &str| serde_json::json!({"approval": approval.id, "rule": decision.rule, "action": action});
@@ -82,6 +82,7 @@ impl Conn {
                 let exchange = Exchange::new(&self.session, subject);
                 let passed = self
                     .l7
+                    .stages
                     .chain
                     .message(&exchange, Direction::ClientToServer, msg)
                     .map_err(|stopped| stopped.error())?;
@@ -109,7 +110,7 @@ impl Conn {
         let Some(mut value) = arguments else {
             return String::new();
         };
-        if let Some(masker) = &self.l7.preview_masker {
+        if let Some(masker) = &self.l7.stages.preview_masker {
             if masker.mask_value(&mut value, b"approval-preview").is_err() {
                 return "(arguments withheld: masking failed)".into();
             }

@@ -81,17 +81,26 @@ impl Route {
     }
 }
 
-pub struct L7 {
-    pub ca: Arc<HostCa>,
+/// What the data path calls besides the bytes: one seam, built by the daemon. Identity,
+/// approvals and credentials act on the exchange (they need its HTTP parts); the chain acts
+/// on each JSON-RPC message.
+pub struct Stages {
+    /// Who is calling: an access token, or the process the kernel saw connect.
     pub identity: Arc<Identity>,
+    /// Every JSON-RPC message, both ways: policy, static keys, masking, the recording.
+    pub chain: Chain,
     /// Holds `approve` calls for a decision; `None`: such calls are refused at once.
     pub approvals: Option<Arc<crate::approval::Approvals>>,
     /// Masks argument previews shown to approvers.
     pub preview_masker: Option<Arc<crate::mask::Masker>>,
     /// Mints AWS credentials for servers with `[servers.aws]`.
     pub minter: Option<Arc<crate::creds::Minter>>,
+}
+
+pub struct L7 {
+    pub ca: Arc<HostCa>,
+    pub stages: Stages,
     pub metrics: Arc<crate::metrics::Metrics>,
-    pub chain: Chain,
     pub sockets: SocketFactory,
     pub max_body: usize,
     next_session: AtomicU64,
@@ -107,19 +116,15 @@ enum FirstBytes {
 impl L7 {
     pub fn new(
         ca: Arc<HostCa>,
-        identity: Arc<Identity>,
-        chain: Chain,
+        stages: Stages,
         sockets: SocketFactory,
+        metrics: Arc<crate::metrics::Metrics>,
         max_body: usize,
     ) -> Self {
         Self {
             ca,
-            identity,
-            approvals: None,
-            preview_masker: None,
-            minter: None,
-            metrics: Default::default(),
-            chain,
+            stages,
+            metrics,
             sockets,
             max_body,
             next_session: AtomicU64::new(1),
@@ -261,7 +266,7 @@ impl L7 {
             Err(e) if is_disconnect(&**e) => "closed by client".to_owned(),
             Err(e) => format!("error: {e}"),
         };
-        self.chain.end_session(&session, &how);
+        self.stages.chain.end_session(&session, &how);
         match served {
             Ok(()) => Ok(()),
             // Clients end connections as they like (a cancelled stream closes it): not a failure.

@@ -106,6 +106,7 @@ impl Conn {
             let exchange = Exchange::new(&self.session, &subject);
             match self
                 .l7
+                .stages
                 .chain
                 .message(&exchange, Direction::ClientToServer, msg)
             {

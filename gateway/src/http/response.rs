@@ -86,6 +86,7 @@ impl Conn {
             let exchange = Exchange::new(&self.session, &subject);
             let verdict = self
                 .l7
+                .stages
                 .chain
                 .message(&exchange, Direction::ServerToClient, msg);
             if let (Some(id), None) = (msg.id(), msg.method()) {
@@ -219,7 +220,7 @@ fn check_event(
     refused: &mut Vec<(Value, RpcError)>,
 ) -> Option<Bytes> {
     let exchange = Exchange::new(session, subject);
-    if let Err(error) = l7.chain.stream_event(&exchange, &event) {
+    if let Err(error) = l7.stages.chain.stream_event(&exchange, &event) {
         tracing::info!(session = session.id, error = %error.message, "event dropped");
         return None;
     }
@@ -242,7 +243,10 @@ fn check_event(
     for msg in rpc.messages_mut() {
         note_server_message(session, msg);
         let exchange = Exchange::new(session, subject);
-        let verdict = l7.chain.message(&exchange, Direction::ServerToClient, msg);
+        let verdict = l7
+            .stages
+            .chain
+            .message(&exchange, Direction::ServerToClient, msg);
         if let (Some(id), None) = (msg.id(), msg.method()) {
             session.answered(id);
         }

@@ -18,12 +18,6 @@ impl ExplicitOrigDst {
             .collect();
         Self { by_listen }
     }
-
-    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
-        let mut addrs: Vec<_> = self.by_listen.keys().copied().collect();
-        addrs.sort();
-        addrs
-    }
 }
 
 impl OrigDstSource for ExplicitOrigDst {
