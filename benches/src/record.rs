@@ -21,7 +21,7 @@ fn session(id: u64) -> Session {
     Session {
         id,
         client: "127.0.0.1:40000".parse().expect("literal"),
-        orig_dst: "10.0.3.17:8443".into(),
+        orig_dst: gateway::addr::Destination::Socket("10.0.3.17:8443".parse().expect("literal")),
         server: "bench".into(),
         sni: None,
         process: None,

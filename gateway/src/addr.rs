@@ -64,21 +64,36 @@ impl fmt::Display for MatchAddr {
     }
 }
 
-impl FromStr for MatchAddr {
-    type Err = String;
+/// Why a `match` entry or an `intercept add` argument is not an address the gateway can
+/// intercept; the message quotes what was given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddrError {
+    #[error("`{input}` is not HOST:PORT")]
+    NotHostPort { input: String },
+    #[error("`{input}`: `{port}` is not a port (1-65535)")]
+    Port { input: String, port: String },
+    #[error("`{input}`: `{host}` is neither an IP address nor a host name")]
+    Host { input: String, host: String },
+}
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl FromStr for MatchAddr {
+    type Err = AddrError;
+
+    fn from_str(s: &str) -> Result<Self, AddrError> {
         if let Ok(addr) = s.parse::<SocketAddr>() {
             return Ok(Self::Socket(canonical(addr)));
         }
         let (host, port) = s
             .rsplit_once(':')
-            .ok_or_else(|| format!("`{s}` is not HOST:PORT"))?;
+            .ok_or_else(|| AddrError::NotHostPort { input: s.into() })?;
         let port: u16 = port
             .parse()
             .ok()
             .filter(|p| *p != 0)
-            .ok_or_else(|| format!("`{s}`: `{port}` is not a port (1-65535)"))?;
+            .ok_or_else(|| AddrError::Port {
+                input: s.into(),
+                port: port.into(),
+            })?;
         if host == "*" {
             return Ok(Self::AnyAddr(port));
         }
@@ -88,9 +103,10 @@ impl FromStr for MatchAddr {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
         if !valid_name {
-            return Err(format!(
-                "`{s}`: `{host}` is neither an IP address nor a host name"
-            ));
+            return Err(AddrError::Host {
+                input: s.into(),
+                host: host.into(),
+            });
         }
         Ok(Self::Host(HostPort {
             host: host.to_ascii_lowercase(),

@@ -35,8 +35,47 @@ pub enum UpstreamError {
     },
     #[error("HTTP with {dest} failed: {source}")]
     Http { dest: String, source: hyper::Error },
+    /// The caller's `make` refused to build the request (e.g. it cannot be signed).
     #[error("{0}")]
-    Request(String),
+    Request(#[source] BoxError),
+}
+
+/// Why one of the gateway's own requests (token keys, approval webhooks, STS) failed; each
+/// message names the URL.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{url}: {source}")]
+    Url {
+        url: url::Url,
+        source: http::uri::InvalidUri,
+    },
+    #[error("{uri}: no host")]
+    NoHost { uri: http::Uri },
+    #[error("{uri}: not an http(s) URL")]
+    Scheme { uri: http::Uri },
+    #[error("{uri}: {source}")]
+    ServerName {
+        uri: http::Uri,
+        source: rustls::pki_types::InvalidDnsNameError,
+    },
+    /// Plain `http` would let anyone on the path answer for the provider.
+    #[error("{uri}: only https (or http on loopback) is used")]
+    Plaintext { uri: http::Uri },
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// Reading the answer failed or it exceeded the limit.
+    #[error("{uri}: {source}")]
+    Body { uri: http::Uri, source: BoxError },
+    #[error("{url}: HTTP {status}")]
+    Status {
+        url: url::Url,
+        status: http::StatusCode,
+    },
+    #[error("{url}: not JSON: {source}")]
+    NotJson {
+        url: url::Url,
+        source: serde_json::Error,
+    },
 }
 
 /// Where and how to reach the upstream.
@@ -74,7 +113,7 @@ impl Upstream {
     /// connected; it may refuse (e.g. the request cannot be signed).
     pub async fn send(
         &self,
-        make: impl Fn(bool) -> Result<Request<Body>, String>,
+        make: impl Fn(bool) -> Result<Request<Body>, BoxError>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let dest = self.target.dest.to_string();
         match self.sender().await? {
@@ -186,12 +225,18 @@ pub async fn get_json(
     tls: Arc<ClientConfig>,
     sockets: &SocketFactory,
     limit: usize,
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value, ClientError> {
     let (status, body) = exchange_json(url, None, tls, sockets, limit).await?;
     if !status.is_success() {
-        return Err(format!("{url}: HTTP {status}"));
+        return Err(ClientError::Status {
+            url: url.clone(),
+            status,
+        });
     }
-    serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON: {e}"))
+    serde_json::from_slice(&body).map_err(|source| ClientError::NotJson {
+        url: url.clone(),
+        source,
+    })
 }
 
 /// One small JSON exchange of the gateway's own (GET, or POST of `body`): the status and
@@ -202,9 +247,12 @@ pub async fn exchange_json(
     tls: Arc<ClientConfig>,
     sockets: &SocketFactory,
     limit: usize,
-) -> Result<(http::StatusCode, Bytes), String> {
+) -> Result<(http::StatusCode, Bytes), ClientError> {
     let mut req = Request::new(Bytes::from(body.clone().unwrap_or_default()));
-    *req.uri_mut() = url.as_str().parse().map_err(|e| format!("{url}: {e}"))?;
+    *req.uri_mut() = url.as_str().parse().map_err(|source| ClientError::Url {
+        url: url.clone(),
+        source,
+    })?;
     if body.is_some() {
         *req.method_mut() = http::Method::POST;
         req.headers_mut().insert(
@@ -228,11 +276,13 @@ pub async fn own_request(
     tls: Arc<ClientConfig>,
     sockets: &SocketFactory,
     limit: usize,
-) -> Result<Response<Bytes>, String> {
+) -> Result<Response<Bytes>, ClientError> {
     use http_body_util::{BodyExt as _, Full, Limited};
 
     let uri = req.uri().clone();
-    let host = uri.host().ok_or_else(|| format!("{uri}: no host"))?;
+    let host = uri
+        .host()
+        .ok_or_else(|| ClientError::NoHost { uri: uri.clone() })?;
     let host = host
         .trim_start_matches('[')
         .trim_end_matches(']')
@@ -240,11 +290,15 @@ pub async fn own_request(
     let https = match uri.scheme_str() {
         Some("https") => true,
         Some("http") => false,
-        _ => return Err(format!("{uri}: not an http(s) URL")),
+        _ => return Err(ClientError::Scheme { uri }),
     };
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     let tls = if https {
-        let name = ServerName::try_from(host.clone()).map_err(|e| format!("{uri}: {e}"))?;
+        let name =
+            ServerName::try_from(host.clone()).map_err(|source| ClientError::ServerName {
+                uri: uri.clone(),
+                source,
+            })?;
         Some((tls, name))
     } else {
         let local = match host.parse::<std::net::IpAddr>() {
@@ -255,7 +309,7 @@ pub async fn own_request(
             Err(_) => host == "localhost",
         };
         if !local {
-            return Err(format!("{uri}: only https (or http on loopback) is used"));
+            return Err(ClientError::Plaintext { uri });
         }
         None
     };
@@ -287,13 +341,12 @@ pub async fn own_request(
             }
             Ok(req)
         })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let (parts, body) = response.into_parts();
     let body = Limited::new(body, limit)
         .collect()
         .await
-        .map_err(|e| format!("{uri}: {e}"))?
+        .map_err(|source| ClientError::Body { uri, source })?
         .to_bytes();
     Ok(Response::from_parts(parts, body))
 }

@@ -12,8 +12,8 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::{
-    admin::{self, Caller, Handler, Request},
-    approval::{webhook::Webhook, Approvals, Approver},
+    admin::{self, Caller, CommandError, Handler, Request},
+    approval::{webhook::Webhook, ApprovalError, Approvals, Approver},
     config::{Config, FailMode, HostPort, InterceptMode, MatchAddr, ServerConfig},
     http::{Route, Stages, L7},
     identity::{Identity, Issuer},
@@ -496,11 +496,11 @@ async fn wait_for_shutdown() {
 impl Daemon {
     /// Reads the configuration file again and puts its rules and guardrails in force; an
     /// invalid file changes nothing.
-    fn reload_policy(&self) -> Result<String, String> {
+    fn reload_policy(&self) -> Result<String, CommandError> {
         let path = self.config_path.as_deref().ok_or(
             "the gateway runs with the embedded default configuration: there is no file to reload",
         )?;
-        let config = crate::config::load(Some(path)).map_err(|e| e.to_string())?;
+        let config = crate::config::load(Some(path))?;
         let summary = format!(
             "{} rules, {} guardrails from {}",
             config.policy.rules.len(),
@@ -513,7 +513,11 @@ impl Daemon {
 
     /// Who is deciding: the subject of `token` (validated like a caller's), else the Unix
     /// user on the admin socket, with the approver groups `[approval.approvers]` gives it.
-    async fn approver(&self, caller: Caller, token: Option<String>) -> Result<Approver, String> {
+    async fn approver(
+        &self,
+        caller: Caller,
+        token: Option<String>,
+    ) -> Result<Approver, CommandError> {
         if let Some(token) = token {
             if !self.identity.tokens_required() {
                 return Err(
@@ -524,11 +528,7 @@ impl Daemon {
             let value = http::HeaderValue::from_str(&format!("Bearer {token}"))
                 .map_err(|_| "the token is not valid header text".to_owned())?;
             headers.insert(http::header::AUTHORIZATION, value);
-            let subject = self
-                .identity
-                .authenticate(&headers, None)
-                .await
-                .map_err(|e| e.to_string())?;
+            let subject = self.identity.authenticate(&headers, None).await?;
             return Ok(Approver {
                 name: subject.name,
                 groups: subject.groups,
@@ -549,7 +549,7 @@ impl Daemon {
     }
 
     /// Which rule decides a hypothetical call, and why.
-    fn explain(&self, query: admin::ExplainQuery) -> Result<serde_json::Value, String> {
+    fn explain(&self, query: admin::ExplainQuery) -> Result<serde_json::Value, CommandError> {
         let arguments = match query.arguments.as_deref() {
             None => None,
             Some(text) => Some(
@@ -610,7 +610,7 @@ impl Daemon {
     fn health(&self) -> serde_json::Value {
         let store = match self.approvals.list(false) {
             Ok(_) => "ok".to_owned(),
-            Err(e) => e,
+            Err(e) => e.to_string(),
         };
         let sts = self.minter.as_ref().map(|m| match m.last_call() {
             None => json!({"state": "no call yet"}),
@@ -665,15 +665,14 @@ impl Daemon {
 
     /// Recording queries, off the async threads (SQLite is blocking). Everything recorded
     /// so far is made durable first, so a query sees the latest events.
-    async fn sessions(&self, request: Request) -> Result<serde_json::Value, String> {
+    async fn sessions(&self, request: Request) -> Result<serde_json::Value, CommandError> {
         let recorder = self
             .recorder
             .clone()
             .ok_or("recording is off (recording.store = \"none\")")?;
-        let query = move || -> Result<serde_json::Value, String> {
-            recorder.flush().map_err(|e| e.to_string())?;
-            let reader = recorder.reader().map_err(|e| e.to_string())?;
-            let e = |e: crate::record::RecordError| e.to_string();
+        let query = move || -> Result<serde_json::Value, CommandError> {
+            recorder.flush()?;
+            let reader = recorder.reader()?;
             Ok(match request {
                 Request::SessionsList {
                     subject,
@@ -693,28 +692,28 @@ impl Daemon {
                         since,
                         decision,
                     };
-                    json!(reader.list_sessions(&filter).map_err(e)?)
+                    json!(reader.list_sessions(&filter)?)
                 }
                 Request::SessionsShow { id } => {
-                    let (info, events) = reader.show(&id).map_err(e)?;
+                    let (info, events) = reader.show(&id)?;
                     json!({"session": info, "events": events})
                 }
-                Request::SessionsVerify { id } => json!(reader.verify(id.as_deref()).map_err(e)?),
+                Request::SessionsVerify { id } => json!(reader.verify(id.as_deref())?),
                 Request::SessionsExport { id, format } => match format.as_str() {
                     "jsonl" => {
                         let mut out = Vec::new();
-                        reader.export_jsonl(&id, &mut out).map_err(e)?;
+                        reader.export_jsonl(&id, &mut out)?;
                         json!(String::from_utf8_lossy(&out))
                     }
-                    "html" => json!(reader.export_html(&id).map_err(e)?),
-                    other => return Err(format!("unknown export format `{other}` (jsonl, html)")),
+                    "html" => json!(reader.export_html(&id)?),
+                    other => {
+                        return Err(format!("unknown export format `{other}` (jsonl, html)").into())
+                    }
                 },
                 _ => return Err("not a sessions request".into()),
             })
         };
-        tokio::task::spawn_blocking(query)
-            .await
-            .map_err(|e| e.to_string())?
+        tokio::task::spawn_blocking(query).await?
     }
 
     fn targets_view(&self) -> serde_json::Value {
@@ -727,10 +726,14 @@ impl Daemon {
 }
 
 impl Handler for Daemon {
-    async fn handle(&self, request: Request, caller: Caller) -> Result<serde_json::Value, String> {
+    async fn handle(
+        &self,
+        request: Request,
+        caller: Caller,
+    ) -> Result<serde_json::Value, CommandError> {
         match request {
             Request::ApprovalsList { all } => Ok(json!(self.approvals.list(all)?)),
-            Request::ApprovalsShow { id } => self.approvals.show(&id),
+            Request::ApprovalsShow { id } => Ok(self.approvals.show(&id)?),
             Request::ApprovalsApprove { id, reason, token } => {
                 let approver = self.approver(caller, token).await?;
                 Ok(json!(self.approvals.approve(&id, &approver, reason)?))
@@ -757,7 +760,7 @@ impl Handler for Daemon {
                 if self.ebpf.is_none() =>
             {
                 let _ = entry;
-                Err(crate::intercept::InterceptError::NotInterceptable.to_string())
+                Err(crate::intercept::InterceptError::NotInterceptable.into())
             }
             Request::InterceptAdd { entry } => {
                 let entry: MatchAddr = entry.parse()?;
@@ -765,11 +768,12 @@ impl Handler for Daemon {
                     .targets
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .add(entry.clone())
-                    .map_err(|e| e.to_string())?;
-                self.refresh().await.map_err(|e| e.to_string())?;
+                    .add(entry.clone())?;
+                self.refresh()
+                    .await
+                    .map_err(|e| CommandError::Failed(e.into()))?;
                 if !added {
-                    return Err(format!("{entry} is already intercepted"));
+                    return Err(format!("{entry} is already intercepted").into());
                 }
                 Ok(self.targets_view())
             }
@@ -779,19 +783,39 @@ impl Handler for Daemon {
                     .targets
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .remove(&entry)
-                    .map_err(|e| e.to_string())?;
+                    .remove(&entry)?;
                 match outcome {
                     RemoveOutcome::Removed => {
-                        self.refresh().await.map_err(|e| e.to_string())?;
+                        self.refresh().await.map_err(|e| CommandError::Failed(e.into()))?;
                         Ok(self.targets_view())
                     }
                     RemoveOutcome::Configured(server) => Err(format!(
                         "{entry} comes from the configuration of server `{server}`; change the configuration to remove it"
-                    )),
-                    RemoveOutcome::NotFound => Err(format!("{entry} is not intercepted")),
+                    ).into()),
+                    RemoveOutcome::NotFound => Err(format!("{entry} is not intercepted").into()),
                 }
             }
         }
     }
 }
+
+/// Stage errors in admin replies, worded as the stage words them.
+macro_rules! command_error_from {
+    ($($error:ty),* $(,)?) => {$(
+        impl From<$error> for CommandError {
+            fn from(error: $error) -> Self {
+                CommandError::failed(error)
+            }
+        }
+    )*};
+}
+
+command_error_from!(
+    ApprovalError,
+    crate::addr::AddrError,
+    crate::config::ConfigError,
+    crate::identity::AuthError,
+    crate::intercept::InterceptError,
+    crate::record::RecordError,
+    tokio::task::JoinError,
+);

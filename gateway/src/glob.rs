@@ -3,7 +3,11 @@
 
 /// Whether `text` matches `pattern`; ASCII case-insensitively when asked.
 pub fn glob_match(pattern: &str, text: &str, ignore_ascii_case: bool) -> bool {
-    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    glob_match_bytes(pattern.as_bytes(), text.as_bytes(), ignore_ascii_case)
+}
+
+/// [`glob_match`] on bytes (masking matches JSON keys as they are read).
+pub fn glob_match_bytes(p: &[u8], t: &[u8], ignore_ascii_case: bool) -> bool {
     let eq = |a: u8, b: u8| {
         if ignore_ascii_case {
             a.eq_ignore_ascii_case(&b)

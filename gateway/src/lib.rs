@@ -1,6 +1,9 @@
-//! mcpgw, the library behind the `mcpgw` binary. Modules follow the data path:
-//! intercept → tls → http → mcp (interceptor chain) → proxy, with config, admin and daemon
-//! around them.
+//! mcpgw, the library behind the `mcpgw` binary. A connection enters at `proxy` (accepted,
+//! its original destination looked up in `intercept`), `http` terminates TLS and serves each
+//! request: the caller (`identity`), every JSON-RPC message through the `mcp` chain (policy,
+//! static keys, masking, and the recording observing each outcome), the approval hold
+//! (`approval`), AWS credentials (`creds`), the upstream (`client`). Modules import only
+//! modules in layers below their own: see README "Layout" and `tests/layering.rs`.
 #![forbid(unsafe_code)]
 
 pub mod addr;

@@ -123,6 +123,36 @@ pub enum AdminError {
     Refused(String),
 }
 
+/// Why the daemon could not carry out a request; its text is the reply's `error`, as the
+/// CLI prints it.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// Refused as worded by the handler (bad argument, nothing to do, feature off).
+    #[error("{0}")]
+    Refused(String),
+    /// A stage's own error, worded as the stage words it (kept whole, for its sources).
+    #[error(transparent)]
+    Failed(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl CommandError {
+    pub fn failed(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Failed(Box::new(error))
+    }
+}
+
+impl From<String> for CommandError {
+    fn from(message: String) -> Self {
+        Self::Refused(message)
+    }
+}
+
+impl From<&str> for CommandError {
+    fn from(message: &str) -> Self {
+        Self::Refused(message.to_owned())
+    }
+}
+
 /// Who sent an admin request (SO_PEERCRED).
 #[derive(Debug, Clone, Copy)]
 pub struct Caller {
@@ -136,7 +166,7 @@ pub trait Handler: Send + Sync + 'static {
         &self,
         request: Request,
         caller: Caller,
-    ) -> impl std::future::Future<Output = Result<serde_json::Value, String>> + Send;
+    ) -> impl std::future::Future<Output = Result<serde_json::Value, CommandError>> + Send;
 }
 
 pub async fn bind(path: &Path, admin_group: &str) -> Result<UnixListener, AdminError> {
@@ -222,7 +252,7 @@ async fn serve_one<H: Handler>(
                         result: Some(result),
                         error: None,
                     },
-                    Err(error) => Response::err(error),
+                    Err(error) => Response::err(error.to_string()),
                 }
             }
             Err(e) => Response::err(format!("malformed request: {e}")),

@@ -3,6 +3,7 @@
 //! (or the hold ends); an approval creates a grant that covers later calls in scope until it
 //! expires or is revoked. Everything is kept in the embedded store and audited.
 
+pub mod config;
 mod store;
 pub mod webhook;
 
@@ -23,6 +24,39 @@ use crate::{
     identity::Subject,
 };
 use store::Store;
+
+/// Why an approval or grant could not be stored, found or decided on; the message is what
+/// the approver sees in the admin reply.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    #[error("approval store: {source}")]
+    Store { source: rusqlite::Error },
+    /// An approval or grant that cannot be written as JSON.
+    #[error(transparent)]
+    Encode(serde_json::Error),
+    /// A stored row whose JSON is not an approval or grant (a damaged or newer store).
+    #[error(transparent)]
+    Decode(serde_json::Error),
+    /// `kind`: "approval" or "grant".
+    #[error("no {kind} {id}")]
+    NotFound { kind: &'static str, id: String },
+    #[error("approval {id} is already {}", .state.as_str())]
+    Decided { id: String, state: ApprovalState },
+    /// Separation of duties: nobody decides on their own call.
+    #[error("{approver} requested this call and cannot decide on it: another approver must")]
+    OwnCall { approver: String },
+    #[error("{approver} is not in an approver group of rule `{rule}` ({})", .groups.join(", "))]
+    NotApprover {
+        approver: String,
+        rule: String,
+        /// The rule's approver groups.
+        groups: Vec<String>,
+    },
+    #[error("{approver} has already decided on {id}")]
+    AlreadyDecided { approver: String, id: String },
+    #[error("grant {id} is already revoked")]
+    Revoked { id: String },
+}
 
 /// `[approval]`.
 #[derive(Debug, Clone)]
@@ -160,6 +194,13 @@ pub struct Approvals {
     webhook: Option<webhook::Webhook>,
 }
 
+fn not_found(kind: &'static str, id: &str) -> ApprovalError {
+    ApprovalError::NotFound {
+        kind,
+        id: id.to_owned(),
+    }
+}
+
 fn new_id(prefix: &str) -> String {
     let mut bytes = [0u8; 6];
     let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
@@ -172,7 +213,7 @@ impl Approvals {
         db: &std::path::Path,
         config: ApprovalConfig,
         webhook: Option<webhook::Webhook>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ApprovalError> {
         let store = Store::open(db)?;
         let grants = store.live_grants(now_ms())?;
         let pending = store.approvals(false)?;
@@ -216,7 +257,7 @@ impl Approvals {
     }
 
     /// Creates a pending approval, logs it and notifies the webhook.
-    pub fn request(&self, new: NewApproval) -> Result<Approval, String> {
+    pub fn request(&self, new: NewApproval) -> Result<Approval, ApprovalError> {
         let now = now_ms();
         let s = new.subject;
         let approval = Approval {
@@ -305,34 +346,38 @@ impl Approvals {
         outcome
     }
 
-    fn check_approver(&self, a: &Approval, approver: &Approver) -> Result<(), String> {
+    fn check_approver(&self, a: &Approval, approver: &Approver) -> Result<(), ApprovalError> {
         if a.state != ApprovalState::Pending {
-            return Err(format!("approval {} is already {}", a.id, a.state.as_str()));
+            return Err(ApprovalError::Decided {
+                id: a.id.clone(),
+                state: a.state,
+            });
         }
         if approver.name == a.subject {
-            return Err(format!(
-                "{} requested this call and cannot decide on it: another approver must",
-                approver.name
-            ));
+            return Err(ApprovalError::OwnCall {
+                approver: approver.name.clone(),
+            });
         }
         if !approver.groups.iter().any(|g| a.approvers.contains(g)) {
-            return Err(format!(
-                "{} is not in an approver group of rule `{}` ({})",
-                approver.name,
-                a.rule,
-                a.approvers.join(", ")
-            ));
+            return Err(ApprovalError::NotApprover {
+                approver: approver.name.clone(),
+                rule: a.rule.clone(),
+                groups: a.approvers.clone(),
+            });
         }
         if a.decisions.iter().any(|d| d.by == approver.name) {
-            return Err(format!("{} has already decided on {}", approver.name, a.id));
+            return Err(ApprovalError::AlreadyDecided {
+                approver: approver.name.clone(),
+                id: a.id.clone(),
+            });
         }
         Ok(())
     }
 
-    fn load(&self, id: &str) -> Result<Approval, String> {
+    fn load(&self, id: &str) -> Result<Approval, ApprovalError> {
         self.store()
             .approval(id)?
-            .ok_or_else(|| format!("no approval {id}"))
+            .ok_or_else(|| not_found("approval", id))
     }
 
     /// Records an approval; with enough of them the call is approved and a grant created.
@@ -341,12 +386,12 @@ impl Approvals {
         id: &str,
         approver: &Approver,
         reason: Option<String>,
-    ) -> Result<Approval, String> {
+    ) -> Result<Approval, ApprovalError> {
         // One decision at a time: two approvers at once must not both count as the last.
         let store = self.store();
         let mut a = store
             .approval(id)?
-            .ok_or_else(|| format!("no approval {id}"))?;
+            .ok_or_else(|| not_found("approval", id))?;
         self.check_approver(&a, approver)?;
         let now = now_ms();
         a.decisions.push(ApproverDecision {
@@ -402,11 +447,16 @@ impl Approvals {
         Ok(a)
     }
 
-    pub fn deny(&self, id: &str, approver: &Approver, reason: String) -> Result<Approval, String> {
+    pub fn deny(
+        &self,
+        id: &str,
+        approver: &Approver,
+        reason: String,
+    ) -> Result<Approval, ApprovalError> {
         let store = self.store();
         let mut a = store
             .approval(id)?
-            .ok_or_else(|| format!("no approval {id}"))?;
+            .ok_or_else(|| not_found("approval", id))?;
         self.check_approver(&a, approver)?;
         let now = now_ms();
         a.decisions.push(ApproverDecision {
@@ -427,11 +477,11 @@ impl Approvals {
     }
 
     /// Ends a grant now: the next call in its scope is held again.
-    pub fn revoke(&self, id: &str, actor: &str) -> Result<Grant, String> {
+    pub fn revoke(&self, id: &str, actor: &str) -> Result<Grant, ApprovalError> {
         let store = self.store();
-        let mut g = store.grant(id)?.ok_or_else(|| format!("no grant {id}"))?;
+        let mut g = store.grant(id)?.ok_or_else(|| not_found("grant", id))?;
         if g.revoked_ms.is_some() {
-            return Err(format!("grant {id} is already revoked"));
+            return Err(ApprovalError::Revoked { id: id.to_owned() });
         }
         let now = now_ms();
         g.revoked_ms = Some(now);
@@ -457,12 +507,12 @@ impl Approvals {
         }
     }
 
-    pub fn list(&self, all: bool) -> Result<Vec<Approval>, String> {
+    pub fn list(&self, all: bool) -> Result<Vec<Approval>, ApprovalError> {
         self.store().approvals(all)
     }
 
     /// One approval with its audit history.
-    pub fn show(&self, id: &str) -> Result<Value, String> {
+    pub fn show(&self, id: &str) -> Result<Value, ApprovalError> {
         let a = self.load(id)?;
         let history = self.store().history(id)?;
         Ok(serde_json::json!({"approval": a, "history": history}))

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Approval, ApprovalState, Grant};
+use super::{Approval, ApprovalError, ApprovalState, Grant};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS approvals (
@@ -35,10 +35,15 @@ pub struct Store {
     conn: Connection,
 }
 
-type Result<T> = std::result::Result<T, String>;
+type Result<T> = std::result::Result<T, ApprovalError>;
 
-fn db(e: rusqlite::Error) -> String {
-    format!("approval store: {e}")
+fn db(source: rusqlite::Error) -> ApprovalError {
+    ApprovalError::Store { source }
+}
+
+/// A stored body back as an approval or grant.
+fn decode<T: serde::de::DeserializeOwned>(body: &str) -> Result<T> {
+    serde_json::from_str(body).map_err(ApprovalError::Decode)
 }
 
 impl Store {
@@ -70,7 +75,7 @@ impl Store {
     }
 
     pub fn put_approval(&self, a: &Approval) -> Result<()> {
-        let body = serde_json::to_string(a).map_err(|e| e.to_string())?;
+        let body = serde_json::to_string(a).map_err(ApprovalError::Encode)?;
         self.conn
             .execute(
                 "INSERT INTO approvals (id, created_ms, expires_ms, state, body) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -89,8 +94,7 @@ impl Store {
             })
             .optional()
             .map_err(db)?;
-        body.map(|b| serde_json::from_str(&b).map_err(|e| e.to_string()))
-            .transpose()
+        body.as_deref().map(decode).transpose()
     }
 
     /// Approvals, newest first; only pending ones unless `all`.
@@ -104,7 +108,7 @@ impl Store {
         let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(db)?;
         rows.map(|b| {
             let b = b.map_err(db)?;
-            serde_json::from_str(&b).map_err(|e| e.to_string())
+            decode(&b)
         })
         .collect()
     }
@@ -120,13 +124,13 @@ impl Store {
             .map_err(db)?;
         rows.map(|b| {
             let b = b.map_err(db)?;
-            serde_json::from_str(&b).map_err(|e| e.to_string())
+            decode(&b)
         })
         .collect()
     }
 
     pub fn put_grant(&self, g: &Grant) -> Result<()> {
-        let body = serde_json::to_string(g).map_err(|e| e.to_string())?;
+        let body = serde_json::to_string(g).map_err(ApprovalError::Encode)?;
         self.conn
             .execute(
                 "INSERT INTO grants (id, expires_ms, revoked, body) VALUES (?1, ?2, ?3, ?4)
@@ -148,7 +152,7 @@ impl Store {
             .map_err(db)?;
         rows.map(|b| {
             let b = b.map_err(db)?;
-            serde_json::from_str(&b).map_err(|e| e.to_string())
+            decode(&b)
         })
         .collect()
     }
@@ -159,8 +163,7 @@ impl Store {
             .query_row("SELECT body FROM grants WHERE id = ?1", [id], |r| r.get(0))
             .optional()
             .map_err(db)?;
-        body.map(|b| serde_json::from_str(&b).map_err(|e| e.to_string()))
-            .transpose()
+        body.as_deref().map(decode).transpose()
     }
 
     /// Appends to the audit log: who did what to which approval or grant.

@@ -64,7 +64,7 @@ impl Webhook {
                         return;
                     }
                     Ok(Ok((status, _))) => format!("HTTP {status}"),
-                    Ok(Err(e)) => e,
+                    Ok(Err(e)) => e.to_string(),
                     Err(_) => format!("no answer within {TIMEOUT:?}"),
                 };
                 tracing::warn!(approval = %id, attempt, %error, url = %me.url, "webhook failed");

@@ -11,7 +11,10 @@ use serde::Deserialize;
 
 pub use crate::addr::{canonical, HostPort, MatchAddr};
 pub use crate::intercept::{FailMode, InterceptConfig, InterceptMode};
-pub use crate::mask::interceptor::PointerRule;
+pub use crate::{
+    identity::config::IdentityConfig,
+    mask::{config::MaskingConfig, interceptor::PointerRule},
+};
 
 /// The configuration used when `mcpgw serve` is given no file.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
@@ -50,25 +53,10 @@ pub struct Config {
     pub approval: crate::approval::ApprovalConfig,
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct IdentityConfig {
-    pub oidc: Vec<crate::identity::OidcConfig>,
-    pub processes: Vec<crate::identity::ProcessIdentity>,
-}
-
 #[derive(Debug, Clone)]
 pub struct RecordingConfig {
     /// Sealed sessions that ended longer ago than this are pruned.
     pub retention: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct MaskingConfig {
-    pub settings: crate::mask::MaskSettings,
-    /// Tools (globs) whose call arguments are masked before they go upstream.
-    pub arguments_of_tools: Vec<String>,
-    /// Values at JSON pointers (into `result`) masked whole, for the tools named (globs).
-    pub pointers: Vec<PointerRule>,
 }
 
 #[derive(Debug, Clone)]
@@ -176,63 +164,17 @@ struct RawConfig {
     intercept: RawIntercept,
     #[serde(default)]
     servers: Vec<RawServer>,
-    masking: Option<RawMasking>,
+    masking: Option<crate::mask::config::RawMasking>,
     #[serde(default)]
     recording: RawRecording,
     #[serde(default)]
-    identity: RawIdentity,
+    identity: crate::identity::config::RawIdentity,
     #[serde(default)]
     policy: RawPolicy,
     #[serde(default)]
     guardrails: Vec<toml::Spanned<crate::policy::guardrails::RawGuardrail>>,
     #[serde(default)]
-    approval: RawApproval,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawApproval {
-    hold: Option<String>,
-    pending_ttl: Option<String>,
-    webhook: Option<String>,
-    justification_header: Option<String>,
-    /// Unix user → approver groups.
-    #[serde(default)]
-    approvers: std::collections::HashMap<String, Vec<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawIdentity {
-    #[serde(default)]
-    oidc: Vec<RawOidc>,
-    #[serde(default)]
-    processes: Vec<RawProcessIdentity>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawOidc {
-    issuer: String,
-    audiences: Vec<String>,
-    groups_claim: Option<String>,
-    algorithms: Option<Vec<String>>,
-    required_claims: Option<Vec<String>>,
-    leeway: Option<String>,
-    jwks_cache: Option<String>,
-    ca_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProcessIdentity {
-    name: String,
-    uid: Option<u32>,
-    exe: Option<String>,
-    unit: Option<String>,
-    cgroup: Option<String>,
-    #[serde(default)]
-    groups: Vec<String>,
+    approval: crate::approval::config::RawApproval,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -242,35 +184,21 @@ struct RawPolicy {
     rules: Vec<toml::Spanned<crate::policy::RawRule>>,
 }
 
+/// `recording.store`: where the recording goes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum StoreKind {
+    #[default]
+    Sqlite,
+    None,
+    Postgres,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRecording {
-    store: Option<String>,
+    store: Option<StoreKind>,
     retention: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMasking {
-    detectors: Option<Vec<String>>,
-    fields: Option<Vec<String>>,
-    style: Option<crate::mask::Style>,
-    /// Per detector, custom detector or field rule.
-    #[serde(default)]
-    styles: std::collections::BTreeMap<String, crate::mask::Style>,
-    #[serde(default)]
-    custom: Vec<RawCustomDetector>,
-    #[serde(default)]
-    arguments_of_tools: Vec<String>,
-    #[serde(default)]
-    pointers: Vec<PointerRule>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCustomDetector {
-    name: String,
-    pattern: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -312,26 +240,8 @@ struct RawServer {
     non_http: NonHttp,
     #[serde(default)]
     forward_token: bool,
-    aws: Option<RawAws>,
+    aws: Option<crate::creds::config::RawAws>,
     static_keys: Option<crate::creds::static_keys::StaticKeys>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAws {
-    role_arn: String,
-    region: String,
-    service: String,
-    #[serde(default = "default_mode")]
-    credentials: crate::creds::Mode,
-    session_policy: Option<String>,
-    duration: Option<String>,
-    max_duration: Option<String>,
-    sts_endpoint: Option<String>,
-}
-
-fn default_mode() -> crate::creds::Mode {
-    crate::creds::Mode::AssumeRole
 }
 
 /// Parses and validates a configuration; every problem is reported at once.
@@ -354,11 +264,11 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
         errors.extend(e);
         Default::default()
     });
-    let identity = parse_identity(identity, &mut errors);
-    let approval = parse_approval(approval, &mut errors);
-    let recording = match recording.store.as_deref().unwrap_or("sqlite") {
-        "none" => None,
-        "sqlite" => {
+    let identity = crate::identity::config::parse(identity, &mut errors);
+    let approval = crate::approval::config::parse(approval, &mut errors);
+    let recording = match recording.store.unwrap_or_default() {
+        StoreKind::None => None,
+        StoreKind::Sqlite => {
             let retention = match recording
                 .retention
                 .as_deref()
@@ -373,27 +283,15 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
             };
             Some(RecordingConfig { retention })
         }
-        "postgres" => {
+        StoreKind::Postgres => {
             errors.push(
                 "recording.store: \"postgres\" is not supported yet; use \"sqlite\" or \"none\""
                     .into(),
             );
             None
         }
-        other => {
-            errors.push(format!(
-                "recording.store: `{other}` is not one of sqlite, none"
-            ));
-            None
-        }
     };
-    let masking = masking.and_then(|m| match parse_masking(m) {
-        Ok(settings) => Some(settings),
-        Err(e) => {
-            errors.push(format!("masking: {e}"));
-            None
-        }
-    });
+    let masking = masking.and_then(|m| crate::mask::config::parse(m, &mut errors));
 
     let listen = gateway
         .listen
@@ -526,9 +424,7 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
                     crate::creds::static_keys::StaticKeys::Log
                 }),
                 aws: s.aws.and_then(|a| {
-                    parse_aws(a)
-                        .map_err(|e| errors.push(format!("{where_}.aws: {e}")))
-                        .ok()
+                    crate::creds::config::parse(a, &format!("{where_}.aws"), &mut errors)
                 }),
             }
         })
@@ -582,247 +478,6 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
     } else {
         Err(ConfigError::Invalid(errors))
     }
-}
-
-fn duration(
-    key: &str,
-    value: Option<&str>,
-    default: Duration,
-    errors: &mut Vec<String>,
-) -> Duration {
-    match value.map(humantime::parse_duration) {
-        None => default,
-        Some(Ok(d)) => d,
-        Some(Err(e)) => {
-            errors.push(format!("{key}: {e}"));
-            default
-        }
-    }
-}
-
-fn parse_aws(raw: RawAws) -> Result<crate::creds::AwsServer, String> {
-    let arn = &raw.role_arn;
-    if !(arn.starts_with("arn:") && arn.contains(":role/")) {
-        return Err(format!("role_arn `{arn}` is not a role ARN"));
-    }
-    if raw.region.is_empty() || raw.service.is_empty() {
-        return Err("region and service must not be empty".into());
-    }
-    let mut errors = Vec::new();
-    let duration = duration(
-        "duration",
-        raw.duration.as_deref(),
-        Duration::from_secs(900),
-        &mut errors,
-    );
-    let max_duration = duration_max(raw.max_duration.as_deref(), &mut errors);
-    if let Some(e) = errors.pop() {
-        return Err(e);
-    }
-    if !(900..=43_200).contains(&duration.as_secs())
-        || !(900..=43_200).contains(&max_duration.as_secs())
-    {
-        return Err("duration and max_duration must be between 15m and 12h (STS limits)".into());
-    }
-    if let Some(template) = &raw.session_policy {
-        let subject = crate::identity::Subject::named("subject", vec![]);
-        let scope = crate::creds::CallScope {
-            subject: &subject,
-            server: "server",
-            tool: Some("tool"),
-            gateway_session: 0,
-            approval: None,
-            grant_expires_ms: None,
-        };
-        crate::creds::render_policy(Some(template), &scope).map_err(|e| e.to_string())?;
-    }
-    if let Some(endpoint) = &raw.sts_endpoint {
-        match url::Url::parse(endpoint) {
-            Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
-            _ => return Err(format!("sts_endpoint `{endpoint}` is not an http(s) URL")),
-        }
-    }
-    Ok(crate::creds::AwsServer {
-        role_arn: raw.role_arn,
-        region: raw.region,
-        service: raw.service,
-        mode: raw.credentials,
-        session_policy: raw.session_policy,
-        duration,
-        max_duration,
-        sts_endpoint: raw.sts_endpoint,
-    })
-}
-
-fn duration_max(value: Option<&str>, errors: &mut Vec<String>) -> Duration {
-    duration("max_duration", value, Duration::from_secs(3600), errors)
-}
-
-fn parse_approval(raw: RawApproval, errors: &mut Vec<String>) -> crate::approval::ApprovalConfig {
-    let defaults = crate::approval::ApprovalConfig::default();
-    let hold = duration("approval.hold", raw.hold.as_deref(), defaults.hold, errors);
-    let pending_ttl = duration(
-        "approval.pending_ttl",
-        raw.pending_ttl.as_deref(),
-        defaults.pending_ttl,
-        errors,
-    );
-    if pending_ttl < hold {
-        errors.push("approval.pending_ttl: must be at least approval.hold".into());
-    }
-    let webhook = raw
-        .webhook
-        .as_deref()
-        .and_then(|w| match url::Url::parse(w) {
-            Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Some(u),
-            Ok(_) => {
-                errors.push(format!("approval.webhook: `{w}` is not an http(s) URL"));
-                None
-            }
-            Err(e) => {
-                errors.push(format!("approval.webhook: {e}"));
-                None
-            }
-        });
-    crate::approval::ApprovalConfig {
-        hold,
-        pending_ttl,
-        webhook,
-        justification_header: raw
-            .justification_header
-            .unwrap_or(defaults.justification_header)
-            .to_ascii_lowercase(),
-        approvers: raw.approvers,
-    }
-}
-
-fn parse_identity(raw: RawIdentity, errors: &mut Vec<String>) -> IdentityConfig {
-    use crate::identity::{oidc, OidcConfig, ProcessIdentity};
-    let mut issuers = std::collections::HashSet::new();
-    let oidc = raw
-        .oidc
-        .into_iter()
-        .map(|o| {
-            let at = format!("identity.oidc `{}`", o.issuer);
-            match url::Url::parse(&o.issuer) {
-                Ok(u)
-                    if u.scheme() == "https"
-                        || u.host_str().is_some_and(|h| {
-                            h == "localhost" || h.parse::<IpAddr>().is_ok_and(|a| a.is_loopback())
-                        }) => {}
-                Ok(_) => errors.push(format!("{at}: the issuer must be an https URL")),
-                Err(e) => errors.push(format!("{at}: {e}")),
-            }
-            if !issuers.insert(o.issuer.clone()) {
-                errors.push(format!("{at}: listed twice"));
-            }
-            if o.audiences.is_empty() {
-                errors.push(format!("{at}: audiences must name at least one audience"));
-            }
-            let algorithms = match &o.algorithms {
-                None => oidc::DEFAULT_ALGORITHMS.to_vec(),
-                Some(names) => names
-                    .iter()
-                    .filter_map(|n| {
-                        oidc::parse_algorithm(n)
-                            .map_err(|e| errors.push(format!("{at}.algorithms: {e}")))
-                            .ok()
-                    })
-                    .collect(),
-            };
-            if let Some(ca) = &o.ca_file {
-                if !ca.is_file() {
-                    errors.push(format!(
-                        "{at}.ca_file: {} is not a readable file",
-                        ca.display()
-                    ));
-                }
-            }
-            OidcConfig {
-                audiences: o.audiences,
-                groups_claim: o.groups_claim.unwrap_or_else(|| "groups".into()),
-                algorithms,
-                required_claims: o.required_claims.unwrap_or_else(|| vec!["sub".into()]),
-                leeway: duration(
-                    &format!("{at}.leeway"),
-                    o.leeway.as_deref(),
-                    Duration::from_secs(30),
-                    errors,
-                ),
-                jwks_cache: duration(
-                    &format!("{at}.jwks_cache"),
-                    o.jwks_cache.as_deref(),
-                    Duration::from_secs(600),
-                    errors,
-                ),
-                ca_file: o.ca_file,
-                issuer: o.issuer,
-            }
-        })
-        .collect();
-    let processes = raw
-        .processes
-        .into_iter()
-        .map(|p| {
-            if p.uid.is_none() && p.exe.is_none() && p.unit.is_none() && p.cgroup.is_none() {
-                errors.push(format!(
-                    "identity.processes `{}`: needs at least one of uid, exe, unit, cgroup",
-                    p.name
-                ));
-            }
-            ProcessIdentity {
-                name: p.name,
-                uid: p.uid,
-                exe: p.exe,
-                unit: p.unit,
-                cgroup: p.cgroup,
-                groups: p.groups,
-            }
-        })
-        .collect();
-    IdentityConfig { oidc, processes }
-}
-
-/// `[masking]` into engine settings, checked by building a masker (patterns compile, names
-/// are known) so a bad section is a configuration error, not a failure at the first response.
-fn parse_masking(raw: RawMasking) -> Result<MaskingConfig, String> {
-    use crate::mask::{Detector, MaskSettings, Masker};
-    let defaults = MaskSettings::default();
-    let detectors = match raw.detectors {
-        None => defaults.detectors,
-        Some(names) => names
-            .iter()
-            .map(|n| {
-                Detector::from_name(n).ok_or_else(|| {
-                    let known: Vec<&str> = Detector::BUILTIN.iter().map(Detector::name).collect();
-                    format!("unknown detector `{n}` (known: {})", known.join(", "))
-                })
-            })
-            .collect::<Result<_, _>>()?,
-    };
-    let settings = MaskSettings {
-        detectors,
-        custom: raw
-            .custom
-            .into_iter()
-            .map(|c| (c.name, c.pattern))
-            .collect(),
-        fields: raw.fields.unwrap_or(defaults.fields),
-        style: raw.style.unwrap_or(defaults.style),
-        styles: raw.styles.into_iter().collect(),
-    };
-    Masker::new(&settings, [0; 32]).map_err(|e| e.to_string())?;
-    if let Some(bad) = raw.pointers.iter().find(|p| !p.pointer.starts_with('/')) {
-        return Err(format!(
-            "pointer `{}` must start with `/` (RFC 6901, into the result)",
-            bad.pointer
-        ));
-    }
-    Ok(MaskingConfig {
-        settings,
-        arguments_of_tools: raw.arguments_of_tools,
-        pointers: raw.pointers,
-    })
 }
 
 /// Reads the file, or the embedded default when `path` is `None`.

@@ -5,6 +5,7 @@
 //! They are cached per (role, subject, scope) until shortly before expiry, one STS call in
 //! flight per key. Upstream requests are then signed with SigV4.
 
+pub mod config;
 mod sdk_http;
 pub mod sigv4;
 pub mod static_keys;

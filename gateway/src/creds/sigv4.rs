@@ -4,12 +4,23 @@
 use std::time::SystemTime;
 
 use aws_sigv4::{
-    http_request::{sign, SignableBody, SignableRequest, SigningSettings},
+    http_request::{sign, SignableBody, SignableRequest, SigningError, SigningSettings},
     sign::v4,
 };
 use http::HeaderMap;
 
 use super::Credentials;
+
+/// Why a request cannot be signed: it is then refused, never sent unsigned.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    #[error("signing parameters: {0}")]
+    Params(#[source] v4::signing_params::BuildError),
+    #[error("request cannot be signed: {0}")]
+    Request(#[source] SigningError),
+    #[error("signing failed: {0}")]
+    Sign(#[source] SigningError),
+}
 
 /// Drops the client's own AWS auth headers (`Authorization`, `X-Amz-*`).
 pub fn strip_client_auth(headers: &mut HeaderMap) {
@@ -33,7 +44,7 @@ pub fn sign_request<B>(
     creds: &Credentials,
     region: &str,
     service: &str,
-) -> Result<(), String> {
+) -> Result<(), SignError> {
     let identity = aws_credential_types::Credentials::new(
         &creds.access_key_id,
         &creds.secret_access_key,
@@ -51,7 +62,7 @@ pub fn sign_request<B>(
         .time(SystemTime::now())
         .settings(settings)
         .build()
-        .map_err(|e| format!("signing parameters: {e}"))?
+        .map_err(SignError::Params)?
         .into();
     let uri = request.uri().to_string();
     let headers: Vec<(&str, &str)> = request
@@ -65,9 +76,9 @@ pub fn sign_request<B>(
         headers.into_iter(),
         SignableBody::Bytes(body),
     )
-    .map_err(|e| format!("request cannot be signed: {e}"))?;
+    .map_err(SignError::Request)?;
     let (instructions, _) = sign(signable, &params)
-        .map_err(|e| format!("signing failed: {e}"))?
+        .map_err(SignError::Sign)?
         .into_parts();
     instructions.apply_to_request_http1x(request);
     Ok(())

@@ -16,7 +16,7 @@ pub enum StaticKeys {
 
 fn access_key() -> &'static Regex {
     static RE: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
-        Regex::new(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b").expect("valid regex")
+        Regex::new(crate::mask::AWS_ACCESS_KEY_ID).expect("valid regex")
     });
     &RE
 }
@@ -90,6 +90,20 @@ pub struct StaticKeyGuard {
 /// Rule id of refusals for a long-lived key.
 pub const RULE: &str = "builtin:static-aws-key";
 
+/// The decision that refuses a request with long-lived keys: `carrier` says where they are
+/// ("the arguments carry"), `found` what they are.
+pub fn blocked(carrier: &str, found: &str) -> crate::decision::Decision {
+    crate::decision::Decision {
+        action: crate::decision::Action::Deny,
+        rule: RULE.into(),
+        reason: format!(
+            "{carrier} a long-lived AWS key ({found}); the gateway supplies short-lived credentials"
+        ),
+        approval: None,
+        grant: None,
+    }
+}
+
 impl StaticKeyGuard {
     /// `servers`: each server's name and what long-lived keys in its calls get.
     pub fn new(servers: impl IntoIterator<Item = (String, StaticKeys)>) -> Self {
@@ -141,17 +155,7 @@ impl crate::mcp::interceptor::Interceptor for StaticKeyGuard {
             StaticKeys::Log => Verdict::Continue,
             StaticKeys::Strip => Verdict::Modified,
             StaticKeys::Block => {
-                let decision = crate::decision::Decision {
-                    action: crate::decision::Action::Deny,
-                    rule: RULE.into(),
-                    reason: format!(
-                        "the arguments carry a long-lived AWS key ({}); the gateway supplies short-lived credentials",
-                        found.join(", ")
-                    ),
-                    approval: None,
-                    grant: None,
-                };
-                Verdict::Decided(decision)
+                Verdict::Decided(blocked("the arguments carry", &found.join(", ")))
             }
         }
     }

@@ -129,16 +129,12 @@ impl Conn {
                 None
             }
             StaticKeys::Block => {
-                let decision = crate::decision::Decision {
-                    action: crate::decision::Action::Deny,
-                    rule: crate::creds::static_keys::RULE.into(),
-                    reason: format!(
-                        "the request carries a long-lived AWS key ({}); the gateway supplies short-lived credentials",
-                        found.iter().map(|(h, what)| format!("{what} in {h}")).collect::<Vec<_>>().join(", ")
-                    ),
-                    approval: None,
-                    grant: None,
-                };
+                let found: Vec<String> = found
+                    .iter()
+                    .map(|(h, what)| format!("{what} in {h}"))
+                    .collect();
+                let decision =
+                    crate::creds::static_keys::blocked("the request carries", &found.join(", "));
                 let error = crate::mcp::interceptor::refusal(&decision);
                 Some(rpc_error_response(
                     StatusCode::FORBIDDEN,
@@ -151,7 +147,13 @@ impl Conn {
 
     /// `https://host[:port]` as the client addressed this server.
     fn origin(&self, parts: &http::request::Parts) -> String {
-        let authority = parts
+        format!("{}://{}", self.scheme, self.authority(parts))
+    }
+
+    /// The server as the client addressed it: the request's authority, else its Host, else
+    /// where the connection was going.
+    pub(super) fn authority(&self, parts: &http::request::Parts) -> String {
+        parts
             .uri
             .authority()
             .map(|a| a.as_str().to_owned())
@@ -159,8 +161,7 @@ impl Conn {
                 let host = parts.headers.get(header::HOST)?.to_str().ok()?;
                 Some(host.to_owned())
             })
-            .unwrap_or_else(|| self.session.orig_dst.clone());
-        format!("{}://{authority}", self.scheme)
+            .unwrap_or_else(|| self.session.orig_dst.to_string())
     }
 
     /// OAuth Protected Resource Metadata (RFC 9728) for the intercepted server, so MCP

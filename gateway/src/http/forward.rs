@@ -24,18 +24,7 @@ impl Conn {
         subject: Arc<Subject>,
         call: CallInfo,
     ) -> Response<Body> {
-        let authority = parts
-            .uri
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .or_else(|| {
-                parts
-                    .headers
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_owned)
-            })
-            .unwrap_or_else(|| self.session.orig_dst.clone());
+        let authority = self.authority(&parts);
         let path = parts
             .uri
             .path_and_query()

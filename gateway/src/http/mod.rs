@@ -149,7 +149,7 @@ impl L7 {
             Arc::new(Session {
                 id: self.next_session.fetch_add(1, Ordering::Relaxed),
                 client,
-                orig_dst: orig.destination.to_string(),
+                orig_dst: orig.destination.clone(),
                 server: route.name.clone(),
                 sni,
                 process: orig.process.clone(),

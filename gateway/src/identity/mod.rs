@@ -2,6 +2,7 @@
 //! against the configured issuers, and the kernel-attested process that opened the
 //! connection. With no issuer configured, callers are known by their process alone.
 
+pub mod config;
 pub mod oidc;
 
 use std::sync::Arc;

@@ -16,13 +16,55 @@ use jsonwebtoken::{jwk::JwkSet, Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
 use super::AuthError;
-use crate::{client::get_json, intercept::socket_factory::SocketFactory};
+use crate::{
+    client::{get_json, ClientError},
+    intercept::socket_factory::SocketFactory,
+};
 
 /// Unknown-kid refetches are at most this frequent (a flood of forged kids must not
 /// become a flood of requests to the provider).
 pub const MIN_REFETCH: Duration = Duration::from_secs(5);
 /// How long a fetch from the provider may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why an issuer's keys could not be had (discovery or JWKS), or an algorithm name is not
+/// accepted; each message names the URL or the name.
+#[derive(Debug, thiserror::Error)]
+pub enum OidcError {
+    #[error("issuer URL: {0}")]
+    IssuerUrl(#[source] url::ParseError),
+    #[error(transparent)]
+    Fetch(#[from] ClientError),
+    #[error("{url}: no answer within {after:?}")]
+    Timeout { url: url::Url, after: Duration },
+    /// The discovery document speaks for another issuer: its keys must not be trusted.
+    #[error("{url}: names issuer {found} instead of {expected}")]
+    WrongIssuer {
+        url: url::Url,
+        /// What the document says (boxed: the error stays small).
+        found: Box<Value>,
+        expected: String,
+    },
+    #[error("{url}: no jwks_uri")]
+    NoJwksUri { url: url::Url },
+    #[error("{url}: jwks_uri: {source}")]
+    JwksUri {
+        url: url::Url,
+        source: url::ParseError,
+    },
+    #[error("{url}: not a JWK set: {source}")]
+    NotJwks {
+        url: url::Url,
+        source: serde_json::Error,
+    },
+    #[error("{url}: no usable signing keys")]
+    NoKeys { url: url::Url },
+    #[error("unknown algorithm `{0}`")]
+    UnknownAlgorithm(String),
+    /// HMAC with a public key as the secret is the classic forgery.
+    #[error("algorithm `{0}` is HMAC: only public-key algorithms are accepted")]
+    Hmac(String),
+}
 
 /// `[[identity.oidc]]`, validated.
 #[derive(Debug, Clone)]
@@ -187,7 +229,7 @@ impl Issuer {
             _ => {
                 self.refresh_if_idle()
                     .await
-                    .map_err(AuthError::Unavailable)?;
+                    .map_err(|e| AuthError::Unavailable(e.to_string()))?;
                 self.current()
                     .filter(|k| k.fetched.elapsed() < lifetime)
                     .ok_or_else(|| {
@@ -206,7 +248,7 @@ impl Issuer {
 
     /// Fetches the keys unless another fetch is under way or one was tried within
     /// [`MIN_REFETCH`]; `Ok(true)` when this call fetched them.
-    async fn refresh_if_idle(&self) -> Result<bool, String> {
+    async fn refresh_if_idle(&self) -> Result<bool, OidcError> {
         let mut last = self.fetching.lock().await;
         if last.is_some_and(|t| t.elapsed() < MIN_REFETCH) {
             return Ok(false);
@@ -216,13 +258,13 @@ impl Issuer {
     }
 
     /// Fetches the keys now (at start, to warm the cache).
-    pub async fn refresh(&self) -> Result<(), String> {
+    pub async fn refresh(&self) -> Result<(), OidcError> {
         let mut last = self.fetching.lock().await;
         *last = Some(Instant::now());
         self.fetch().await
     }
 
-    async fn fetch(&self) -> Result<(), String> {
+    async fn fetch(&self) -> Result<(), OidcError> {
         let known = self
             .jwks_uri
             .read()
@@ -237,8 +279,10 @@ impl Issuer {
             }
         };
         let jwks = self.get(&jwks_uri).await?;
-        let set: JwkSet =
-            serde_json::from_value(jwks).map_err(|e| format!("{jwks_uri}: not a JWK set: {e}"))?;
+        let set: JwkSet = serde_json::from_value(jwks).map_err(|source| OidcError::NotJwks {
+            url: jwks_uri.clone(),
+            source,
+        })?;
         let mut keys = KeySet {
             by_kid: HashMap::new(),
             unnamed: Vec::new(),
@@ -259,7 +303,7 @@ impl Issuer {
             }
         }
         if keys.by_kid.is_empty() && keys.unnamed.is_empty() {
-            return Err(format!("{jwks_uri}: no usable signing keys"));
+            return Err(OidcError::NoKeys { url: jwks_uri });
         }
         tracing::info!(
             issuer = self.url(),
@@ -270,32 +314,38 @@ impl Issuer {
         Ok(())
     }
 
-    async fn discover(&self) -> Result<url::Url, String> {
+    async fn discover(&self) -> Result<url::Url, OidcError> {
         let base = self.config.issuer.trim_end_matches('/');
         let url = url::Url::parse(&format!("{base}/.well-known/openid-configuration"))
-            .map_err(|e| format!("issuer URL: {e}"))?;
+            .map_err(OidcError::IssuerUrl)?;
         let doc = self.get(&url).await?;
         if doc.get("issuer").and_then(Value::as_str) != Some(self.config.issuer.as_str()) {
-            return Err(format!(
-                "{url}: names issuer {} instead of {}",
-                doc.get("issuer").unwrap_or(&Value::Null),
-                self.config.issuer
-            ));
+            return Err(OidcError::WrongIssuer {
+                found: Box::new(doc.get("issuer").cloned().unwrap_or(Value::Null)),
+                expected: self.config.issuer.clone(),
+                url,
+            });
         }
         let jwks = doc
             .get("jwks_uri")
             .and_then(Value::as_str)
-            .ok_or_else(|| format!("{url}: no jwks_uri"))?;
-        url::Url::parse(jwks).map_err(|e| format!("{url}: jwks_uri: {e}"))
+            .ok_or_else(|| OidcError::NoJwksUri { url: url.clone() })?;
+        url::Url::parse(jwks).map_err(|source| OidcError::JwksUri { url, source })
     }
 
-    async fn get(&self, url: &url::Url) -> Result<Value, String> {
-        tokio::time::timeout(
+    async fn get(&self, url: &url::Url) -> Result<Value, OidcError> {
+        match tokio::time::timeout(
             FETCH_TIMEOUT,
             get_json(url, self.tls.clone(), &self.sockets, 1 << 20),
         )
         .await
-        .unwrap_or_else(|_| Err(format!("{url}: no answer within {FETCH_TIMEOUT:?}")))
+        {
+            Ok(answer) => Ok(answer?),
+            Err(_) => Err(OidcError::Timeout {
+                url: url.clone(),
+                after: FETCH_TIMEOUT,
+            }),
+        }
     }
 }
 
@@ -374,14 +424,14 @@ pub const DEFAULT_ALGORITHMS: [Algorithm; 8] = [
 
 /// An algorithm name from the configuration; HMAC is refused (the gateway holds only
 /// public keys, and HMAC with a public key as secret is the classic forgery).
-pub fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
+pub fn parse_algorithm(name: &str) -> Result<Algorithm, OidcError> {
     let alg: Algorithm = name
         .parse()
-        .map_err(|_| format!("unknown algorithm `{name}`"))?;
+        .map_err(|_| OidcError::UnknownAlgorithm(name.to_owned()))?;
     match alg {
-        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => Err(format!(
-            "algorithm `{name}` is HMAC: only public-key algorithms are accepted"
-        )),
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+            Err(OidcError::Hmac(name.to_owned()))
+        }
         other => Ok(other),
     }
 }

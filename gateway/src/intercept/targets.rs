@@ -45,7 +45,7 @@ impl TargetTable {
                     entries
                         .iter()
                         .map(|e| {
-                            e.parse().map_err(|e: String| {
+                            e.parse().map_err(|e: crate::addr::AddrError| {
                                 std::io::Error::new(std::io::ErrorKind::InvalidData, e)
                             })
                         })

@@ -37,7 +37,7 @@ pub(super) fn spec(detector: &Detector) -> Option<Spec> {
         Detector::Phone => (PHONE, check_phone),
         Detector::Iban => (IBAN, check_iban),
         Detector::Ip => (IP, check_ip),
-        Detector::AwsAccessKey => (AWS_ACCESS_KEY, accept),
+        Detector::AwsAccessKey => (AWS_ACCESS_KEY_ID, accept),
         Detector::AwsSecretKey => (AWS_SECRET_KEY, check_aws_secret),
         Detector::Jwt => (JWT, check_jwt),
         Detector::PrivateKey => (PRIVATE_KEY, accept),
@@ -53,7 +53,9 @@ const SSN: &str = r"(?-u:\b)(?:[0-9]{3}-[0-9]{2}-[0-9]{4}|[0-9]{9})(?-u:\b)";
 const PHONE: &str = r"\+[0-9][0-9 ().\-]{6,22}[0-9]|(?:1[ .\-])?(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[.\-])[2-9][0-9]{2}[.\-][0-9]{4}";
 const IBAN: &str = r"(?-u:\b)[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}(?-u:\b)";
 const IP: &str = r"(?-u:\b)(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?-u:\b)|(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:[0-9]{1,3}\.){3}[0-9]{1,3}|[0-9A-Fa-f]{1,4})?";
-const AWS_ACCESS_KEY: &str = r"(?-u:\b)(?:AKIA|ASIA)[A-Z0-9]{16}(?-u:\b)";
+/// An AWS access key id (long-lived `AKIA…`, temporary `ASIA…`): what masking redacts and
+/// what the static-key guard refuses.
+pub const AWS_ACCESS_KEY_ID: &str = r"(?-u:\b)(?:AKIA|ASIA)[A-Z0-9]{16}(?-u:\b)";
 const AWS_SECRET_KEY: &str = r"[A-Za-z0-9/+]{40,}";
 const JWT: &str = r"eyJ[A-Za-z0-9_\-]{2,}(?:\.[A-Za-z0-9_\-]*){2,4}";
 // Without an END line the key runs to the end of the string: a truncated key is still secret.

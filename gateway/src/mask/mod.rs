@@ -28,6 +28,7 @@
 //! error `mask_value` replaces the whole value with `null`, so nothing half-masked can be
 //! forwarded by mistake.
 
+pub mod config;
 mod detectors;
 pub mod interceptor;
 mod json_text;
@@ -43,6 +44,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use detectors::Ctx;
+pub use detectors::AWS_ACCESS_KEY_ID;
+
+use crate::glob::glob_match_bytes;
 
 /// Nesting deeper than this (objects/arrays, counting JSON inside strings) is an error.
 pub const MAX_DEPTH: usize = 128;
@@ -1036,7 +1040,7 @@ fn normalized(how: Normalize, value: &str) -> std::borrow::Cow<'_, str> {
 
 /// A field rule's glob, compiled for the common shapes (`password`, `*secret*`, `api*`,
 /// `*_token`), which are matched without the general glob loop. Matching is ASCII case
-/// insensitive throughout, as [`glob_match`].
+/// insensitive throughout, as [`crate::glob::glob_match_bytes`].
 enum KeyGlob {
     Exact(Vec<u8>),
     Contains(Vec<u8>),
@@ -1079,36 +1083,9 @@ impl KeyGlob {
             KeyGlob::Suffix(p) => {
                 key.len() >= p.len() && key[key.len() - p.len()..].eq_ignore_ascii_case(p)
             }
-            KeyGlob::Any(p) => glob_match(p, key),
+            KeyGlob::Any(p) => glob_match_bytes(p, key, true),
         }
     }
-}
-
-/// Glob match of an ASCII-lowercased pattern against a key, ASCII case-insensitively.
-fn glob_match(pattern: &[u8], key: &[u8]) -> bool {
-    let (mut p, mut k) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while k < key.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p, k));
-                p += 1;
-            }
-            Some(&c) if c == b'?' || c == key[k].to_ascii_lowercase() => {
-                p += 1;
-                k += 1;
-            }
-            _ => match star {
-                Some((sp, sk)) => {
-                    p = sp + 1;
-                    k = sk + 1;
-                    star = Some((sp, sk + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 /// Loads the 32-byte host key for `hash` pseudonyms from `state_dir/mask.key`, creating it

@@ -16,6 +16,7 @@ use super::{
     RpcError,
 };
 use crate::{
+    addr::Destination,
     decision::{Action, Decision, GrantRef},
     identity::Subject,
     intercept::ProcessInfo,
@@ -112,7 +113,7 @@ pub fn refusal(decision: &Decision) -> RpcError {
 pub struct Session {
     pub id: u64,
     pub client: SocketAddr,
-    pub orig_dst: String,
+    pub orig_dst: Destination,
     pub server: String,
     pub sni: Option<String>,
     pub process: Option<ProcessInfo>,
@@ -478,7 +479,7 @@ mod tests {
         Session {
             id: 1,
             client: "127.0.0.1:1".parse().unwrap(),
-            orig_dst: "10.0.3.17:8443".into(),
+            orig_dst: Destination::Socket("10.0.3.17:8443".parse().unwrap()),
             server: "s".into(),
             sni: None,
             process: None,

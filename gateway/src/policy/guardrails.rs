@@ -38,6 +38,30 @@ impl Check {
     }
 }
 
+/// Why a `[[policy.guardrails]]` entry is refused; the policy prefixes the guardrail's id
+/// and line.
+#[derive(Debug, thiserror::Error)]
+pub enum GuardrailError {
+    #[error("argument: {0}")]
+    Argument(#[source] regex::Error),
+    #[error("unknown check `{name}` (known: {known})", known = known_checks())]
+    UnknownCheck { name: String },
+    #[error("needs exactly one of `argument` (a regex) and `check`")]
+    PatternOrCheck,
+    /// A guardrail only ever narrows what the rules allow.
+    #[error("action must be `deny` or `approve`")]
+    Allow,
+    #[error("an `approve` guardrail needs `approvers`")]
+    NoApprovers,
+    #[error("grant_ttl: {0}")]
+    GrantTtl(#[source] humantime::DurationError),
+}
+
+fn known_checks() -> String {
+    let known: Vec<&str> = Check::ALL.iter().map(|(n, _)| *n).collect();
+    known.join(", ")
+}
+
 #[derive(Debug, Clone)]
 pub struct Guardrail {
     pub id: String,
@@ -68,13 +92,13 @@ pub struct RawGuardrail {
 }
 
 impl Guardrail {
-    pub fn compile(raw: RawGuardrail) -> Result<Self, String> {
+    pub fn compile(raw: RawGuardrail) -> Result<Self, GuardrailError> {
         let pattern = raw
             .argument
             .as_deref()
             .map(Regex::new)
             .transpose()
-            .map_err(|e| format!("argument: {e}"))?;
+            .map_err(GuardrailError::Argument)?;
         let check = match raw.check.as_deref() {
             None => None,
             Some(name) => Some(
@@ -82,26 +106,23 @@ impl Guardrail {
                     .iter()
                     .find(|(n, _)| *n == name)
                     .map(|(_, c)| *c)
-                    .ok_or_else(|| {
-                        let known: Vec<&str> = Check::ALL.iter().map(|(n, _)| *n).collect();
-                        format!("unknown check `{name}` (known: {})", known.join(", "))
+                    .ok_or_else(|| GuardrailError::UnknownCheck {
+                        name: name.to_owned(),
                     })?,
             ),
         };
         if pattern.is_none() == check.is_none() {
-            return Err("needs exactly one of `argument` (a regex) and `check`".into());
+            return Err(GuardrailError::PatternOrCheck);
         }
         match raw.action {
-            Action::Allow => return Err("action must be `deny` or `approve`".into()),
-            Action::Approve if raw.approvers.is_empty() => {
-                return Err("an `approve` guardrail needs `approvers`".into())
-            }
+            Action::Allow => return Err(GuardrailError::Allow),
+            Action::Approve if raw.approvers.is_empty() => return Err(GuardrailError::NoApprovers),
             _ => {}
         }
         let grant_ttl = match raw.grant_ttl.as_deref().map(humantime::parse_duration) {
             None => Duration::from_secs(15 * 60),
             Some(Ok(d)) => d,
-            Some(Err(e)) => return Err(format!("grant_ttl: {e}")),
+            Some(Err(e)) => return Err(GuardrailError::GrantTtl(e)),
         };
         Ok(Self {
             id: raw.id,

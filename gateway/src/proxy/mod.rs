@@ -18,13 +18,34 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::{
     http::{Route, ServeError, L7},
     intercept::{
-        socket_factory::SocketFactory, targets::TargetTable, ClientAddr, Destination, ListenAddr,
-        OrigDstSource,
+        socket_factory::SocketFactory, targets::TargetTable, ClientAddr, Destination,
+        InterceptError, ListenAddr, OrigDstSource,
     },
 };
 
 /// How many finished connections `mcpgw status` shows.
 const RECENT_CONNECTIONS: usize = 256;
+
+/// Why the gateway closed a connection instead of forwarding it; the message is logged and
+/// shown in `mcpgw status` as the connection's outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("local address: {0}")]
+    LocalAddr(#[source] std::io::Error),
+    /// Where the connection meant to go is unknown: it is never sent anywhere else.
+    #[error(transparent)]
+    OrigDst(#[from] InterceptError),
+    /// The MCP data path gave up on the connection.
+    #[error("{0}")]
+    Serve(String),
+    #[error("upstream {destination}: {source}")]
+    Upstream {
+        destination: Destination,
+        source: std::io::Error,
+    },
+    #[error("relay: {0}")]
+    Relay(#[source] std::io::Error),
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ConnectionRecord {
@@ -145,14 +166,11 @@ impl Proxy {
         client: TcpStream,
         peer: SocketAddr,
         record: &mut ConnectionRecord,
-    ) -> Result<(), String> {
-        let local = client
-            .local_addr()
-            .map_err(|e| format!("local address: {e}"))?;
+    ) -> Result<(), ProxyError> {
+        let local = client.local_addr().map_err(ProxyError::LocalAddr)?;
         let orig = self
             .orig_dst
-            .orig_dst(ClientAddr(peer), ListenAddr(local))
-            .map_err(|e| e.to_string())?;
+            .orig_dst(ClientAddr(peer), ListenAddr(local))?;
         record.orig_dst = Some(orig.destination.to_string());
         if let Some(p) = &orig.process {
             record.pid = Some(p.pid);
@@ -179,7 +197,7 @@ impl Proxy {
         };
         match self.l7.clone().serve(client, peer, &orig, route).await {
             Ok(()) => Ok(()),
-            Err(ServeError::Failed(reason)) => Err(reason),
+            Err(ServeError::Failed(reason)) => Err(ProxyError::Serve(reason)),
             Err(ServeError::PassThrough(client, what)) => {
                 tracing::info!(client = %peer, orig_dst = %orig.destination, what, "relaying unchecked (servers.non_http = \"pass\")");
                 self.relay(client, &orig.destination, record).await
@@ -193,12 +211,15 @@ impl Proxy {
         mut client: TcpStream,
         destination: &Destination,
         record: &mut ConnectionRecord,
-    ) -> Result<(), String> {
-        let mut upstream = self
-            .sockets
-            .connect(destination)
-            .await
-            .map_err(|e| format!("upstream {destination}: {e}"))?;
+    ) -> Result<(), ProxyError> {
+        let mut upstream =
+            self.sockets
+                .connect(destination)
+                .await
+                .map_err(|source| ProxyError::Upstream {
+                    destination: destination.clone(),
+                    source,
+                })?;
         // copy_bidirectional shuts down each write side when the other side's read ends,
         // which carries a client's half-close through to the server and back.
         match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
@@ -209,7 +230,7 @@ impl Proxy {
             }
             // A reset after data flowed is the peer's choice, not a gateway failure.
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(()),
-            Err(e) => Err(format!("relay: {e}")),
+            Err(e) => Err(ProxyError::Relay(e)),
         }
     }
 }

@@ -15,6 +15,41 @@ use crate::mcp::{
     Direction, McpMessage,
 };
 
+/// How recorded directions are spelled in the store.
+const DIRECTION_C2S: &str = "c2s";
+const DIRECTION_S2C: &str = "s2c";
+
+/// What became of a recorded message (the store's `decision` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    Forwarded,
+    /// From the server, and not passed on to the client.
+    Withheld,
+    /// Held for approval: it may still go through once approved.
+    Held,
+    Refused,
+}
+
+impl Disposition {
+    fn of(direction: Direction, outcome: &Outcome) -> Self {
+        match outcome {
+            Ok(_) => Self::Forwarded,
+            Err(_) if direction == Direction::ServerToClient => Self::Withheld,
+            Err(Stopped::Held(_)) => Self::Held,
+            Err(Stopped::Refused { .. }) => Self::Refused,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Forwarded => "forwarded",
+            Self::Withheld => "withheld",
+            Self::Held => "held",
+            Self::Refused => "refused",
+        }
+    }
+}
+
 pub struct Recording {
     recorder: Recorder,
     /// Gateway session id → (store session id, MCP state last recorded).
@@ -52,7 +87,7 @@ impl Recording {
         let process = session.process.as_ref();
         let meta = SessionMeta {
             server: session.server.clone(),
-            orig_dst: session.orig_dst.clone(),
+            orig_dst: session.orig_dst.to_string(),
             sni: session.sni.clone(),
             client: session.client.to_string(),
             pid: process.map(|p| p.pid),
@@ -107,17 +142,12 @@ impl Observer for Recording {
             .tool_call()
             .map(|(t, _)| t.to_owned())
             .or_else(|| pending.and_then(|p| p.tool));
-        let (payload, decision) = match outcome {
-            Ok(_) => (Value::Object(msg.raw.clone()), "forwarded".to_owned()),
+        let disposition = Disposition::of(direction, outcome);
+        let payload = match (disposition, outcome) {
             // What the server sent and the gateway withheld may be exactly what must not be
             // kept (it could not be masked): record that it was withheld, not the content.
-            Err(stopped) if direction == Direction::ServerToClient => (
-                json!({"withheld": stopped.error().message}),
-                "withheld".to_owned(),
-            ),
-            // Held for approval: it may still go through once approved.
-            Err(Stopped::Held(_)) => (Value::Object(msg.raw.clone()), "held".to_owned()),
-            Err(Stopped::Refused { .. }) => (Value::Object(msg.raw.clone()), "refused".to_owned()),
+            (Disposition::Withheld, Err(stopped)) => json!({"withheld": stopped.error().message}),
+            _ => Value::Object(msg.raw.clone()),
         };
         // The rule that decided, else (a refusal by another stage) the reason.
         let rule = match outcome {
@@ -133,8 +163,8 @@ impl Observer for Recording {
             EventData {
                 time_ms: now_ms(),
                 direction: match direction {
-                    Direction::ClientToServer => "c2s",
-                    Direction::ServerToClient => "s2c",
+                    Direction::ClientToServer => DIRECTION_C2S,
+                    Direction::ServerToClient => DIRECTION_S2C,
                 }
                 .into(),
                 kind: kind.into(),
@@ -142,7 +172,7 @@ impl Observer for Recording {
                 rpc_id: msg.id().map(ToString::to_string),
                 tool,
                 payload,
-                decision: Some(decision),
+                decision: Some(disposition.as_str().into()),
                 rule,
                 upstream_latency_us: latency,
             },
