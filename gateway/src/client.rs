@@ -65,7 +65,10 @@ pub enum ClientError {
     Upstream(#[from] UpstreamError),
     /// Reading the answer failed or it exceeded the limit.
     #[error("{uri}: {source}")]
-    Body { uri: http::Uri, source: BoxError },
+    Body {
+        uri: http::Uri,
+        source: crate::body::BodyError,
+    },
     #[error("{url}: HTTP {status}")]
     Status {
         url: url::Url,
@@ -108,9 +111,9 @@ impl Upstream {
         }
     }
 
-    /// Whether requests go out as HTTP/2 (needs a full URI) — known once connected.
-    /// `make` builds the request for HTTP/2 (`true`: a full URI) or HTTP/1.1 — known once
-    /// connected; it may refuse (e.g. the request cannot be signed).
+    /// Sends a request built by `make` for the connection it goes out on: HTTP/2 (`true`) or
+    /// HTTP/1.1, known once connected (see [`shape`]). `make` may refuse (e.g. the request
+    /// cannot be signed).
     pub async fn send(
         &self,
         make: impl Fn(bool) -> Result<Request<Body>, BoxError>,
@@ -277,8 +280,6 @@ pub async fn own_request(
     sockets: &SocketFactory,
     limit: usize,
 ) -> Result<Response<Bytes>, ClientError> {
-    use http_body_util::{BodyExt as _, Full, Limited};
-
     let uri = req.uri().clone();
     let host = uri
         .host()
@@ -293,6 +294,7 @@ pub async fn own_request(
         _ => return Err(ClientError::Scheme { uri }),
     };
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let scheme = if https { "https" } else { "http" };
     let tls = if https {
         let name =
             ServerName::try_from(host.clone()).map_err(|source| ClientError::ServerName {
@@ -323,30 +325,35 @@ pub async fn own_request(
     let (parts, payload) = req.into_parts();
     let response = upstream
         .send(|h2| {
-            let body = Full::new(payload.clone())
-                .map_err(|never| match never {})
-                .boxed_unsync();
-            let mut req = Request::new(body);
+            let mut req = Request::new(crate::body::full(payload.clone()));
             *req.method_mut() = parts.method.clone();
             *req.headers_mut() = parts.headers.clone();
-            if h2 {
-                *req.version_mut() = http::Version::HTTP_2;
-                *req.uri_mut() = uri.clone();
-                req.headers_mut().remove(http::header::HOST);
-            } else {
-                *req.uri_mut() = path.parse().unwrap_or_default();
-                if let Ok(h) = http::HeaderValue::from_str(&authority) {
-                    req.headers_mut().insert(http::header::HOST, h);
-                }
-            }
+            shape(&mut req, h2, scheme, &authority, &path);
             Ok(req)
         })
         .await?;
-    let (parts, body) = response.into_parts();
-    let body = Limited::new(body, limit)
-        .collect()
+    let (parts, mut body) = response.into_parts();
+    let body = crate::body::read_limited(&mut body, limit)
         .await
-        .map_err(|source| ClientError::Body { uri, source })?
-        .to_bytes();
+        .map_err(|source| ClientError::Body { uri, source })?;
     Ok(Response::from_parts(parts, body))
+}
+
+/// Puts a request in the form its connection needs: HTTP/2 takes the full URI and no Host
+/// header; HTTP/1.1 the path, with Host set to the authority (servers bound to loopback check
+/// Host: the client's is kept).
+pub fn shape<B>(req: &mut Request<B>, h2: bool, scheme: &str, authority: &str, path: &str) {
+    if h2 {
+        *req.version_mut() = http::Version::HTTP_2;
+        *req.uri_mut() = format!("{scheme}://{authority}{path}")
+            .parse()
+            .unwrap_or_default();
+        req.headers_mut().remove(http::header::HOST);
+    } else {
+        *req.version_mut() = http::Version::HTTP_11;
+        *req.uri_mut() = path.parse().unwrap_or_default();
+        if let Ok(host) = http::HeaderValue::from_str(authority) {
+            req.headers_mut().insert(http::header::HOST, host);
+        }
+    }
 }

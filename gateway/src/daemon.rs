@@ -681,9 +681,7 @@ impl Daemon {
                     decision,
                 } => {
                     let since = since_secs.map(|s| {
-                        let now = std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map_or(0, |d| d.as_millis() as i64);
+                        let now = crate::clock::now_ms();
                         now - (s as i64) * 1000
                     });
                     let filter = SessionFilter {
@@ -699,16 +697,13 @@ impl Daemon {
                     json!({"session": info, "events": events})
                 }
                 Request::SessionsVerify { id } => json!(reader.verify(id.as_deref())?),
-                Request::SessionsExport { id, format } => match format.as_str() {
-                    "jsonl" => {
+                Request::SessionsExport { id, format } => match format {
+                    admin::ExportFormat::Jsonl => {
                         let mut out = Vec::new();
                         reader.export_jsonl(&id, &mut out)?;
                         json!(String::from_utf8_lossy(&out))
                     }
-                    "html" => json!(reader.export_html(&id)?),
-                    other => {
-                        return Err(format!("unknown export format `{other}` (jsonl, html)").into())
-                    }
+                    admin::ExportFormat::Html => json!(reader.export_html(&id)?),
                 },
                 _ => return Err("not a sessions request".into()),
             })

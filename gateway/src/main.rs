@@ -108,8 +108,8 @@ pub enum SessionsCommand {
     },
     Export {
         id: String,
-        #[arg(long, value_parser = ["jsonl", "html"])]
-        format: String,
+        #[arg(long, value_enum)]
+        format: admin::ExportFormat,
     },
 }
 

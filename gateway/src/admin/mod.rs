@@ -17,6 +17,16 @@ use tokio::{
 /// Largest request accepted on the admin socket.
 const MAX_REQUEST: usize = 64 * 1024;
 
+/// What `sessions export` writes a recorded session as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    /// One JSON object per event.
+    Jsonl,
+    /// A page to read in a browser.
+    Html,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
@@ -45,7 +55,7 @@ pub enum Request {
     },
     SessionsExport {
         id: String,
-        format: String,
+        format: ExportFormat,
     },
     ApprovalsList {
         #[serde(default)]

@@ -50,22 +50,8 @@ impl Conn {
                     .unwrap_or_else(|| full(Bytes::new())),
             );
             *req.method_mut() = parts.method.clone();
-            let mut headers = headers.clone();
-            if h2 {
-                *req.version_mut() = http::Version::HTTP_2;
-                *req.uri_mut() = format!("{}://{authority}{path}", self.scheme)
-                    .parse()
-                    .unwrap_or_default();
-                headers.remove(header::HOST);
-            } else {
-                *req.version_mut() = http::Version::HTTP_11;
-                *req.uri_mut() = path.parse().unwrap_or_default();
-                // Servers bound to loopback check Host: keep the client's.
-                if let Ok(host) = HeaderValue::from_str(&authority) {
-                    headers.insert(header::HOST, host);
-                }
-            }
-            *req.headers_mut() = headers;
+            *req.headers_mut() = headers.clone();
+            crate::client::shape(&mut req, h2, self.scheme, &authority, &path);
             if let Some((creds, bytes, aws)) = &signing {
                 // SigV4 covers the URL as the upstream sees it.
                 let relative = req.uri().clone();

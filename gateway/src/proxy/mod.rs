@@ -59,10 +59,30 @@ pub struct ConnectionRecord {
     pub cgroup: Option<String>,
     /// The `[[servers]]` entry that handled it; `None`: relayed byte for byte.
     pub server: Option<String>,
-    pub outcome: String,
+    pub outcome: ConnectionOutcome,
     /// Relayed connections only; MCP connections are accounted per message.
     pub bytes_up: Option<u64>,
     pub bytes_down: Option<u64>,
+}
+
+/// How a connection ended, as `mcpgw status` shows it: `forwarded`, or `failed: REASON`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ConnectionOutcome {
+    /// Still being handled.
+    #[default]
+    Open,
+    Forwarded,
+    Failed(String),
+}
+
+impl Serialize for ConnectionOutcome {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Open => s.serialize_str(""),
+            Self::Forwarded => s.serialize_str("forwarded"),
+            Self::Failed(reason) => s.serialize_str(&format!("failed: {reason}")),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -131,7 +151,7 @@ impl Proxy {
             exe: None,
             cgroup: None,
             server: None,
-            outcome: String::new(),
+            outcome: ConnectionOutcome::Open,
             bytes_up: None,
             bytes_down: None,
         };
@@ -139,7 +159,7 @@ impl Proxy {
         match outcome {
             Ok(()) => {
                 self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
-                record.outcome = "forwarded".into();
+                record.outcome = ConnectionOutcome::Forwarded;
                 tracing::info!(
                     client = %record.client,
                     orig_dst = record.orig_dst.as_deref().unwrap_or("-"),
@@ -155,7 +175,7 @@ impl Proxy {
             Err(reason) => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(client = %record.client, orig_dst = record.orig_dst.as_deref().unwrap_or("-"), %reason, "connection refused by gateway");
-                record.outcome = format!("failed: {reason}");
+                record.outcome = ConnectionOutcome::Failed(reason.to_string());
             }
         }
         self.stats.remember(record);
