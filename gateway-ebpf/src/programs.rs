@@ -7,7 +7,7 @@ use aya_ebpf::{
     bindings::{bpf_sock_addr, bpf_sock_ops, BPF_ANY, BPF_SOCK_OPS_TCP_CONNECT_CB},
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        bpf_get_socket_cookie, bpf_getsockopt,
+        bpf_get_netns_cookie, bpf_get_socket_cookie, bpf_getsockopt,
     },
     macros::{cgroup_sock_addr, map, sock_ops},
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
@@ -116,7 +116,10 @@ fn bytes_to_words(bytes: [u8; 16]) -> [u32; 4] {
 
 /// Return value of cgroup sock_addr/sock_ops programs that lets the syscall proceed.
 const ALLOW: i32 = 1;
+/// Return value that fails the syscall (EPERM).
+const REFUSE: i32 = 0;
 const SOCK_STREAM: u32 = 1;
+const SOCK_DGRAM: u32 = 2;
 const SOL_SOCKET: i32 = 1;
 const SO_MARK: i32 = 36;
 const LOOPBACK_V4: [u8; 4] = [127, 0, 0, 1];
@@ -158,6 +161,40 @@ fn is_target(addr: [u8; 16], port: u16) -> bool {
         TARGETS.get(TargetKey::new(addr, port)).is_some()
             || TARGETS.get(TargetKey::wildcard(port)).is_some()
     }
+}
+
+/// Whether this socket is the gateway's own: the bypass mark, set by the gateway's process,
+/// in the gateway's network namespace. Each alone can be had without privilege over the
+/// gateway (the mark with CAP_NET_RAW or in an owned namespace).
+fn is_gateway_socket(ctx: &SockAddrContext, settings: &Settings) -> bool {
+    if !has_bypass_mark(ctx, settings.bypass_mark) {
+        return false;
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: helper without preconditions in this program type.
+    let netns = unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
+    if tgid == settings.gateway_tgid && netns == settings.netns_cookie {
+        return true;
+    }
+    count(counter::MARK_IGNORED);
+    false
+}
+
+/// UDP to a target: refused unless the settings let it pass or it is the gateway's socket.
+fn refuse_udp(ctx: &SockAddrContext, addr: [u8; 16], port: u16) -> bool {
+    // SAFETY: reading fields of the kernel-provided context.
+    let sock_type = unsafe { get!(ctx.sock_addr, bpf_sock_addr, type_) };
+    if sock_type != SOCK_DGRAM {
+        return false;
+    }
+    let Some(settings) = settings() else {
+        return false;
+    };
+    if settings.refuse_udp == 0 || !is_target(addr, port) || is_gateway_socket(ctx, &settings) {
+        return false;
+    }
+    count(counter::UDP_REFUSED);
+    true
 }
 
 fn has_bypass_mark(ctx: &SockAddrContext, mark: u32) -> bool {
@@ -202,7 +239,7 @@ fn redirect_port(ctx: &SockAddrContext, addr: [u8; 16], port: u16, family: u32) 
     if !is_target(addr, port) {
         return None;
     }
-    if has_bypass_mark(ctx, settings.bypass_mark) {
+    if is_gateway_socket(ctx, &settings) {
         count(counter::BYPASSED);
         return None;
     }
@@ -248,6 +285,9 @@ pub fn connect4(ctx: SockAddrContext) -> i32 {
         let sa = ctx.sock_addr;
         let addr = v4_mapped(get!(sa, bpf_sock_addr, user_ip4).to_ne_bytes());
         let port = port_from_user_port(get!(sa, bpf_sock_addr, user_port));
+        if refuse_udp(&ctx, addr, port) {
+            return REFUSE;
+        }
         if let Some(listen_port) = redirect_port(&ctx, addr, port, AF_INET) {
             set!(sa, bpf_sock_addr, user_ip4, u32::from_ne_bytes(LOOPBACK_V4));
             set!(
@@ -268,6 +308,9 @@ pub fn connect6(ctx: SockAddrContext) -> i32 {
         let sa = ctx.sock_addr;
         let addr = get_ip6!(sa, bpf_sock_addr, user_ip6);
         let port = port_from_user_port(get!(sa, bpf_sock_addr, user_port));
+        if refuse_udp(&ctx, addr, port) {
+            return REFUSE;
+        }
         if let Some(listen_port) = redirect_port(&ctx, addr, port, AF_INET6) {
             let to = if as_v4(&addr).is_some() {
                 v4_mapped(LOOPBACK_V4)
@@ -284,6 +327,41 @@ pub fn connect6(ctx: SockAddrContext) -> i32 {
         }
     }
     ALLOW
+}
+
+/// Unconnected UDP (`sendto` with an address) to a target: refused like a connect.
+#[cgroup_sock_addr(sendmsg4)]
+pub fn sendmsg4(ctx: SockAddrContext) -> i32 {
+    // SAFETY: reading the fields the kernel allows for sendmsg4.
+    let (addr, port) = unsafe {
+        let sa = ctx.sock_addr;
+        (
+            v4_mapped(get!(sa, bpf_sock_addr, user_ip4).to_ne_bytes()),
+            port_from_user_port(get!(sa, bpf_sock_addr, user_port)),
+        )
+    };
+    if refuse_udp(&ctx, addr, port) {
+        REFUSE
+    } else {
+        ALLOW
+    }
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
+    // SAFETY: reading the fields the kernel allows for sendmsg6.
+    let (addr, port) = unsafe {
+        let sa = ctx.sock_addr;
+        (
+            get_ip6!(sa, bpf_sock_addr, user_ip6),
+            port_from_user_port(get!(sa, bpf_sock_addr, user_port)),
+        )
+    };
+    if refuse_udp(&ctx, addr, port) {
+        REFUSE
+    } else {
+        ALLOW
+    }
 }
 
 /// At TCP_CONNECT_CB the client's source port is bound: re-key the entry by the address pair

@@ -1,18 +1,48 @@
 #!/usr/bin/env python3
 """Client for the mcpgw end-to-end tests.
 
-Usage: client.py HOST PORT [--family 4|6|mapped] [--payload TEXT]
+Usage: client.py HOST PORT [--family 4|6|mapped] [--payload TEXT] [--mark N] [--udp]
 
 Connects, sends the payload, half-closes (shutdown write), reads until EOF and
 prints one JSON line: pid, uid, peername, sockname, server_saw (from the echo
 server's "peer=" line), sent, echo, error. A failed connect is reported in
 "error" (e.g. "ConnectionRefusedError") with exit code 0, so tests can assert
 on fail-closed behaviour.
+
+--mark N sets SO_MARK on the socket before connecting (needs CAP_NET_ADMIN or CAP_NET_RAW).
+--udp sends the payload as one datagram twice instead, once with connect()+send() and once
+with sendto(), and reports each outcome in "udp" (null, or the error's name).
 """
 import argparse
 import json
 import os
 import socket
+
+
+SO_MARK = 36
+
+
+def udp(a):
+    family = socket.AF_INET6 if a.family == "6" else socket.AF_INET
+    dst = (a.host, a.port)
+    payload = (a.payload or f"datagram from pid {os.getpid()}").encode()
+    out = {"pid": os.getpid(), "uid": os.getuid(), "udp": {}}
+    for how in ("connect", "sendto"):
+        s = socket.socket(family, socket.SOCK_DGRAM)
+        if a.mark is not None:
+            s.setsockopt(socket.SOL_SOCKET, SO_MARK, a.mark)
+        try:
+            if how == "connect":
+                s.connect(dst)
+                s.send(payload)
+            else:
+                s.sendto(payload, dst)
+            out["udp"][how] = None
+        except OSError as e:
+            out["udp"][how] = type(e).__name__
+        finally:
+            s.close()
+    print(json.dumps(out), flush=True)
 
 
 def main():
@@ -22,7 +52,11 @@ def main():
     ap.add_argument("--family", choices=["4", "6", "mapped"], default="4")
     ap.add_argument("--payload", default=None)
     ap.add_argument("--timeout", type=float, default=10.0)
+    ap.add_argument("--mark", type=lambda v: int(v, 0), default=None)
+    ap.add_argument("--udp", action="store_true")
     a = ap.parse_args()
+    if a.udp:
+        return udp(a)
 
     payload = a.payload
     if payload is None:
@@ -48,6 +82,8 @@ def main():
         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         dst = ("::ffff:" + a.host, a.port)
     s.settimeout(a.timeout)
+    if a.mark is not None:
+        s.setsockopt(socket.SOL_SOCKET, SO_MARK, a.mark)
     try:
         s.connect(dst)
         out["peername"] = list(s.getpeername()[:2])

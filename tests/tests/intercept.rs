@@ -441,3 +441,246 @@ fn host_name_targets_follow_dns_changes() {
         "the old address is released"
     );
 }
+
+/// The bypass mark alone is not the gateway: a root client in the intercepted cgroup (it has
+/// CAP_NET_ADMIN, so SO_MARK succeeds, as CAP_NET_RAW does since Linux 5.17) sets the
+/// gateway's mark and dials a target. It must still go through the gateway.
+#[test]
+fn bypass_mark_set_by_a_client_does_not_bypass() {
+    if !require_root() {
+        return;
+    }
+    let w = world("closed");
+    let before = w.gw.counter("mark_ignored");
+    let mut cmd = w.cg.cmd(&w.ns, None, python());
+    client_args(&mut cmd, "10.0.3.17", 8443, Family::V4);
+    cmd.args(["--mark", "0x4d43"]);
+    let r = run_client(cmd).expect("client");
+    r.assert_echoed();
+    assert!(
+        !r.went_direct(),
+        "a client with the bypass mark reached the server directly\n{}",
+        ctx(&r, &w.gw)
+    );
+    assert_eq!(r.peername, Some(sa(V4_TARGET)), "{}", ctx(&r, &w.gw));
+    assert!(
+        w.gw.wait_counter_above("mark_ignored", before).is_some(),
+        "mark_ignored did not count the client's marked socket: {}",
+        w.gw.status()
+    );
+    // The gateway's own dial (it runs in the intercepted cgroup) still bypasses: the echo
+    // above came back through it.
+    assert!(w.gw.counter("bypassed") > 0, "{}", w.gw.status());
+}
+
+/// A UDP sink on `addr` in `ns`: prints "ready", then one "got N" line per datagram.
+fn udp_sink(ns: &Netns, addr: &str) -> Proc {
+    const SINK: &str = "import socket, sys\n\
+s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)\n\
+s.bind((sys.argv[1], int(sys.argv[2])))\n\
+print('ready', flush=True)\n\
+while True:\n    data = s.recv(65536)\n    print('got', len(data), flush=True)\n";
+    let target = sa(addr);
+    let child = ns
+        .cmd(python())
+        .args([
+            "-c",
+            SINK,
+            &target.ip().to_string(),
+            &target.port().to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("udp sink");
+    let mut sink = Proc::new(child);
+    let stdout = sink.child().stdout.as_mut().expect("stdout");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("ready");
+    assert_eq!(line.trim(), "ready");
+    sink
+}
+
+/// What the sink received: the datagram count, read after the clients are done.
+fn udp_received(mut sink: Proc) -> usize {
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    sink.kill();
+    let mut out = String::new();
+    if let Some(mut stdout) = sink.child().stdout.take() {
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut out);
+    }
+    out.lines().filter(|l| l.starts_with("got")).count()
+}
+
+fn udp_client(ns: &Netns, cg: &Cgroup, host: &str, port: u16, family: Family) -> Value {
+    let mut cmd = cg.cmd(ns, Some(NOBODY), python());
+    client_args(&mut cmd, host, port, family);
+    cmd.arg("--udp");
+    let out = mcpgw_tests::run(cmd.stdin(std::process::Stdio::null())).expect("udp client");
+    let line = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_owned();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("client output {line:?}: {e}"))
+}
+
+/// QUIC-like datagrams to a target would go around the TCP path: refused with EPERM, both
+/// `connect()` and `sendto()`, for IPv4 and IPv6; the server receives nothing. UDP to other
+/// ports is untouched.
+#[test]
+fn udp_to_a_target_is_refused() {
+    if !require_root() {
+        return;
+    }
+    let w = world("closed");
+    for (host, family, target) in [
+        ("10.0.3.17", Family::V4, V4_TARGET),
+        ("fd00::17", Family::V6, V6_TARGET),
+    ] {
+        let sink = udp_sink(&w.ns, target);
+        let r = udp_client(&w.ns, &w.cg, host, sa(target).port(), family);
+        assert_eq!(
+            r["udp"]["connect"],
+            "PermissionError",
+            "{r}\n{}",
+            w.gw.status()
+        );
+        assert_eq!(r["udp"]["sendto"], "PermissionError", "{r}");
+        assert_eq!(udp_received(sink), 0, "a datagram reached {target}");
+    }
+    assert!(w.gw.counter("udp_refused") >= 4, "{}", w.gw.status());
+
+    let sink = udp_sink(&w.ns, NON_TARGET);
+    let r = udp_client(&w.ns, &w.cg, "10.0.3.17", sa(NON_TARGET).port(), Family::V4);
+    assert_eq!(
+        r["udp"],
+        serde_json::json!({"connect": null, "sendto": null}),
+        "{r}"
+    );
+    assert_eq!(udp_received(sink), 2, "UDP to a non-target port must pass");
+}
+
+/// `intercept.udp = "pass"` lets UDP to targets through (for hosts that need it).
+#[test]
+fn udp_to_a_target_passes_when_configured() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new().expect("netns");
+    let cg = Cgroup::new().expect("cgroup");
+    let _echo = echo_server(&ns, &[V4_TARGET]).expect("echo server");
+    let cfg = ebpf_config(&cg, "closed", &[V4_TARGET]).replace(
+        "bypass_mark = 0x4d43",
+        "bypass_mark = 0x4d43\nudp         = \"pass\"",
+    );
+    let gw = Gateway::start(&ns, Some(&cg), &cfg).expect("gateway");
+    let sink = udp_sink(&ns, V4_TARGET);
+    let r = udp_client(&ns, &cg, "10.0.3.17", 8443, Family::V4);
+    assert_eq!(
+        r["udp"],
+        serde_json::json!({"connect": null, "sendto": null}),
+        "{r}"
+    );
+    assert_eq!(udp_received(sink), 2);
+    assert_eq!(gw.counter("udp_refused"), 0);
+    drop(gw);
+}
+
+/// A network namespace joined to the test namespace by a veth (10.0.4.2 → 10.0.4.1), as a
+/// container runtime would make one; removed on drop.
+struct ChildNetns {
+    name: String,
+}
+
+impl ChildNetns {
+    fn new(parent: &Netns) -> Self {
+        let name = unique_name("mcpgw-c");
+        let veth = format!("v{}", &name[name.len() - 8..]);
+        let child = Self { name: name.clone() };
+        let ip = |args: &[&str]| {
+            mcpgw_tests::run(std::process::Command::new("ip").args(args)).expect("ip");
+        };
+        ip(&["netns", "add", &name]);
+        ip(&[
+            "-n",
+            parent.name(),
+            "link",
+            "add",
+            &veth,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &name,
+        ]);
+        ip(&[
+            "-n",
+            parent.name(),
+            "addr",
+            "add",
+            "10.0.4.1/24",
+            "dev",
+            &veth,
+        ]);
+        ip(&["-n", parent.name(), "link", "set", &veth, "up"]);
+        ip(&["-n", &name, "addr", "add", "10.0.4.2/24", "dev", "eth0"]);
+        ip(&["-n", &name, "link", "set", "eth0", "up"]);
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        ip(&[
+            "-n",
+            &name,
+            "route",
+            "add",
+            "10.0.3.17/32",
+            "via",
+            "10.0.4.1",
+        ]);
+        child
+    }
+}
+
+impl Drop for ChildNetns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status(); // its end of the veth goes with it
+    }
+}
+
+/// The bypass mark in a namespace the caller controls (a container's) is not the gateway's
+/// either: a marked socket connecting from a child network namespace of the intercepted
+/// cgroup is not let through to the server directly.
+#[test]
+fn bypass_mark_in_another_network_namespace_does_not_bypass() {
+    if !require_root() {
+        return;
+    }
+    let w = world("closed");
+    let child = ChildNetns::new(&w.ns);
+    let before = w.gw.counter("mark_ignored");
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"echo $$ > "$0" && exec "$@""#)
+        .arg(w.cg.dir().join("cgroup.procs"))
+        .arg("nsenter")
+        .arg(format!("--net=/run/netns/{}", child.name))
+        .arg("--")
+        .arg(python());
+    client_args(&mut cmd, "10.0.3.17", 8443, Family::V4);
+    cmd.args(["--mark", "0x4d43", "--timeout", "3"]);
+    let r = run_client(cmd).expect("client");
+    assert!(
+        !r.went_direct() && r.echo.is_none(),
+        "a marked socket in a child namespace reached the server\n{}",
+        ctx(&r, &w.gw)
+    );
+    assert!(
+        w.gw.wait_counter_above("mark_ignored", before).is_some(),
+        "{}",
+        w.gw.status()
+    );
+    // The same client without the mark, from the test namespace, is served as usual.
+    assert_redirected(&w, "10.0.3.17", Family::V4, V4_TARGET);
+}

@@ -221,6 +221,7 @@ struct RawIntercept {
     bypass_mark: Option<u32>,
     pin_dir: Option<PathBuf>,
     dns_refresh: Option<String>,
+    udp: Option<crate::intercept::Udp>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -368,6 +369,7 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
             .pin_dir
             .unwrap_or_else(|| "/sys/fs/bpf/mcpgw".into()),
         dns_refresh,
+        udp: intercept.udp.unwrap_or_default(),
     };
     if intercept.bypass_mark == 0 {
         errors.push("intercept.bypass_mark: must not be 0 (0 is every unmarked socket)".into());

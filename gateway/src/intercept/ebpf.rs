@@ -29,17 +29,19 @@ use serde::Serialize;
 use super::{
     ClientAddr, Destination, InterceptError, ListenAddr, OrigDst, OrigDstSource, ProcessInfo,
 };
-use super::{FailMode, InterceptConfig};
+use super::{FailMode, InterceptConfig, Udp};
 
 /// The object file built by gateway/build.rs.
 static PROGRAMS_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gateway-ebpf"));
 
 /// Program names (as in gateway-ebpf), attached in this order.
-pub const PROGRAMS: [&str; 5] = [
+pub const PROGRAMS: [&str; 7] = [
     "sock_ops",
     "getpeername4",
     "getpeername6",
+    "sendmsg4",
+    "sendmsg6",
     "connect4",
     "connect6",
 ];
@@ -96,6 +98,13 @@ impl EbpfInterception {
             listen_port_v4: port_of(true),
             listen_port_v6: port_of(false),
             bypass_mark: config.bypass_mark,
+            gateway_tgid: host_pid(),
+            refuse_udp: u32::from(config.udp == Udp::Refuse),
+            netns_cookie: own_netns_cookie().map_err(|source| InterceptError::Io {
+                what: "reading the network namespace cookie of",
+                path: "/proc/self/ns/net".into(),
+                source,
+            })?,
         };
         let mut settings_map: Array<_, Settings> = take_map(&mut ebpf, "SETTINGS")?;
         settings_map
@@ -276,6 +285,48 @@ fn attach(ebpf: &mut Ebpf, name: &'static str, cgroup: &File) -> Result<FdLink, 
         let link = program.take_link(id).map_err(err)?;
         FdLink::try_from(link).map_err(|source| InterceptError::Link { name, source })
     }
+}
+
+/// This process's id in the kernel's initial pid namespace (what the programs see): the
+/// first `NSpid` entry, as the mounted /proc tells it.
+fn host_pid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("NSpid:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or_else(std::process::id)
+}
+
+/// `SO_NETNS_COOKIE` (asm-generic value; not in the libc crate yet).
+const SO_NETNS_COOKIE: libc::c_int = 71;
+
+/// The cookie of the network namespace this process runs in (Linux 5.14+).
+#[expect(
+    unsafe_code,
+    reason = "getsockopt(SO_NETNS_COOKIE) has no safe wrapper in nix or socket2"
+)]
+fn own_netns_cookie() -> std::io::Result<u64> {
+    use std::os::fd::AsRawFd as _;
+    // Any socket of this namespace answers for it.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: a valid socket fd, and an out pointer to a u64 with its length.
+    let ret = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&raw mut cookie).cast(),
+            &mut len,
+        )
+    };
+    if ret != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cookie)
 }
 
 /// Detaches links a previous gateway pinned (several programs on one hook would all run).

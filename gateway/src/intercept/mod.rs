@@ -30,6 +30,16 @@ pub enum InterceptMode {
     Explicit,
 }
 
+/// `intercept.udp`: UDP (QUIC) to a target would go around the gateway's TCP path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Udp {
+    /// `connect()` and `sendto()` to a target fail with EPERM (clients fall back to TCP).
+    #[default]
+    Refuse,
+    Pass,
+}
+
 #[derive(Debug, Clone)]
 pub struct InterceptConfig {
     pub mode: InterceptMode,
@@ -38,6 +48,8 @@ pub struct InterceptConfig {
     pub bypass_mark: u32,
     pub pin_dir: PathBuf,
     pub dns_refresh: std::time::Duration,
+    /// What UDP to a target gets (eBPF mode).
+    pub udp: Udp,
 }
 
 /// The process that made the connection, as the kernel saw it at `connect()`.
