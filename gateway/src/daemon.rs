@@ -158,8 +158,8 @@ pub async fn start(
                 &config.intercept,
                 config.gateway.fail_mode,
                 &listen_addrs,
+                &targets.keys(),
             )?);
-            interception.sync_targets(&targets.keys())?;
             let sockets = SocketFactory::new(Some(config.intercept.bypass_mark), CONNECT_TIMEOUT);
             (
                 Some(interception.clone()),

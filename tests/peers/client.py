@@ -10,6 +10,8 @@ server's "peer=" line), sent, echo, error. A failed connect is reported in
 on fail-closed behaviour.
 
 --mark N sets SO_MARK on the socket before connecting (needs CAP_NET_ADMIN or CAP_NET_RAW).
+--repeat S connects again and again for S seconds instead and prints the counts of
+connections that reached the server directly, through the gateway, or were refused.
 --udp sends the payload as one datagram twice instead, once with connect()+send() and once
 with sendto(), and reports each outcome in "udp" (null, or the error's name).
 """
@@ -45,6 +47,42 @@ def udp(a):
     print(json.dumps(out), flush=True)
 
 
+def repeat(a):
+    import time
+    counts = {"direct": 0, "gateway": 0, "refused": 0, "other": 0}
+    family = socket.AF_INET6 if a.family == "6" else socket.AF_INET
+    end = time.monotonic() + a.repeat
+    while time.monotonic() < end:
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.settimeout(2)
+        try:
+            s.connect((a.host, a.port))
+            mine = s.getsockname()[:2]
+            s.sendall(b"x\n")
+            s.shutdown(socket.SHUT_WR)
+            buf = b""
+            while True:
+                data = s.recv(4096)
+                if not data:
+                    break
+                buf += data
+            line = buf.decode(errors="replace").partition("\n")[0]
+            ip, _, port = line[len("peer="):].rpartition(" ")
+            if not line.startswith("peer="):
+                counts["other"] += 1
+            elif ip == mine[0] and int(port) == mine[1]:
+                counts["direct"] += 1
+            else:
+                counts["gateway"] += 1
+        except (ConnectionRefusedError, PermissionError):
+            counts["refused"] += 1
+        except OSError:
+            counts["other"] += 1
+        finally:
+            s.close()
+    print(json.dumps({"pid": os.getpid(), "uid": os.getuid(), "counts": counts}), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("host")
@@ -54,9 +92,12 @@ def main():
     ap.add_argument("--timeout", type=float, default=10.0)
     ap.add_argument("--mark", type=lambda v: int(v, 0), default=None)
     ap.add_argument("--udp", action="store_true")
+    ap.add_argument("--repeat", type=float, default=None)
     a = ap.parse_args()
     if a.udp:
         return udp(a)
+    if a.repeat is not None:
+        return repeat(a)
 
     payload = a.payload
     if payload is None:

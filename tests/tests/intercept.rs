@@ -684,3 +684,48 @@ fn bypass_mark_in_another_network_namespace_does_not_bypass() {
     // The same client without the mark, from the test namespace, is served as usual.
     assert_redirected(&w, "10.0.3.17", Family::V4, V4_TARGET);
 }
+
+/// Restarts under load: while a client in the cgroup connects again and again, the gateway
+/// is killed and replaced twice. Every connection goes through a gateway or is refused
+/// (fail closed); none reaches the server directly, also not in the moment a new gateway
+/// takes over the pinned links.
+#[test]
+fn restarts_under_load_never_let_a_connection_go_direct() {
+    if !require_root() {
+        return;
+    }
+    let mut w = world("closed");
+    let mut cmd = w.cg.cmd(&w.ns, Some(NOBODY), python());
+    client_args(&mut cmd, "10.0.3.17", 8443, Family::V4);
+    cmd.args(["--repeat", "6"])
+        .stdout(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null());
+    let client = cmd.spawn().expect("looping client");
+    let config = ebpf_config(&w.cg, "closed", &[V4_TARGET, V6_TARGET]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Killed gateways are kept until the end: dropping one removes the pin directory its
+    // successor now uses.
+    let mut killed = Vec::new();
+    for _ in 0..2 {
+        w.gw.kill9();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let next = Gateway::start(&w.ns, Some(&w.cg), &config).expect("next gateway");
+        killed.push(std::mem::replace(&mut w.gw, next));
+        std::thread::sleep(std::time::Duration::from_millis(800));
+    }
+    let out = client.wait_with_output().expect("client output");
+    let line = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_owned();
+    let report: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+    let counts = &report["counts"];
+    assert_eq!(counts["direct"], 0, "connections went direct: {report}");
+    assert!(
+        counts["gateway"].as_u64().unwrap_or(0) > 0,
+        "nothing went through a gateway: {report}"
+    );
+    drop(w);
+    drop(killed);
+}

@@ -70,12 +70,13 @@ pub struct EbpfInterception {
 }
 
 impl EbpfInterception {
-    /// Loads and attaches the programs. Call after the listeners are bound, so the first
-    /// redirected connect finds someone listening.
+    /// Loads and attaches the programs with `targets` already in their map. Call after the
+    /// listeners are bound, so the first redirected connect finds someone listening.
     pub fn start(
         config: &InterceptConfig,
         fail_mode: FailMode,
         listen: &[SocketAddr],
+        targets: &BTreeSet<TargetKey>,
     ) -> Result<Self, InterceptError> {
         // Debug lines (one per redirect) are only produced in the kernel when someone reads them.
         let log_level = if tracing::enabled!(target: "gateway_ebpf", tracing::Level::DEBUG) {
@@ -113,7 +114,18 @@ impl EbpfInterception {
                 call: "SETTINGS set",
                 source,
             })?;
-        let targets = take_map(&mut ebpf, "TARGETS")?;
+        let mut target_map: HashMap<MapData, TargetKey, u8> = take_map(&mut ebpf, "TARGETS")?;
+        // The map is complete before anything is attached: the predecessor's links go only
+        // once ours redirect every target (no window in which a target goes direct).
+        for key in targets {
+            target_map
+                .insert(key, 1, 0)
+                .map_err(|source| InterceptError::Map {
+                    call: "TARGETS insert",
+                    source,
+                })?;
+        }
+        let targets = target_map;
         let orig_by_conn = take_map(&mut ebpf, "ORIG_BY_CONN")?;
         let counters = take_map(&mut ebpf, "COUNTERS")?;
 
