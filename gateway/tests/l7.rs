@@ -92,8 +92,12 @@ struct Gateway {
 
 impl Gateway {
     async fn start(upstream: &McpServer) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("mcpgw-l7-{}-{}", std::process::id(), upstream.port));
+        Self::in_front_of(upstream.port).await
+    }
+
+    /// A gateway in front of whatever listens on 127.0.0.1:`port`.
+    async fn in_front_of(port: u16) -> Self {
+        let dir = std::env::temp_dir().join(format!("mcpgw-l7-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("test dir");
         let config = format!(
@@ -116,7 +120,6 @@ tls      = "plaintext"
 hold = "20s"
 {RULES}"#,
             dir = dir.display(),
-            port = upstream.port,
         );
         let config = gateway::config::parse_config(&config).expect("config");
         let running = daemon::start(config, None).await.expect("gateway starts");
@@ -340,6 +343,7 @@ fn sre_lead(name: &str) -> Approver {
     Approver {
         name: name.into(),
         groups: vec!["sre-leads".into()],
+        names: vec![format!("unix:{name}")],
     }
 }
 
@@ -397,5 +401,168 @@ async fn a_held_call_that_is_denied_gets_the_approvers_reason() {
     assert!(
         message.contains("dave") && message.contains("not today"),
         "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_sent_as_a_notification_is_refused_not_forwarded() {
+    let server = McpServer::start();
+    let gw = Gateway::start(&server).await;
+    let session = session(gw.addr).await;
+    // No id: a JSON-RPC notification, yet the server would run the tool.
+    let body = json!({"jsonrpc": "2.0", "method": "tools/call",
+                      "params": {"name": "run_sql", "arguments": {"sql": "drop table t"}}});
+    let answer = post(
+        gw.addr,
+        &[
+            JSON,
+            ("mcp-session-id", &session),
+            ("mcp-protocol-version", "2025-11-25"),
+        ],
+        body.to_string(),
+    )
+    .await;
+    assert_eq!(
+        answer.status,
+        403,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let v = answer.json();
+    assert_eq!(
+        v["error"]["data"]["rule"], "builtin:request-without-id",
+        "{v}"
+    );
+}
+
+/// One request with another method to the gateway.
+async fn request(addr: SocketAddr, method: &str, headers: &[(&str, &str)]) -> Answer {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri("/mcp")
+        .header("host", format!("127.0.0.1:{}", addr.port()));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = send
+        .send_request(request.body(Full::new(Bytes::new())).expect("request"))
+        .await
+        .expect("response");
+    let (parts, body) = response.into_parts();
+    Answer {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: body.collect().await.expect("body").to_bytes(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn methods_that_carry_no_mcp_are_refused() {
+    let server = McpServer::start();
+    let gw = Gateway::start(&server).await;
+    for (method, headers) in [
+        ("PUT", &[JSON][..]),
+        ("PATCH", &[JSON][..]),
+        ("GET", &[("accept", "application/json")][..]),
+        ("DELETE", &[][..]),
+        ("OPTIONS", &[][..]),
+    ] {
+        let answer = request(gw.addr, method, headers).await;
+        assert_eq!(
+            answer.status,
+            405,
+            "{method}: {}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        assert_eq!(
+            answer.json()["error"]["code"],
+            gateway::mcp::jsonrpc::code::INVALID_REQUEST,
+            "{method}"
+        );
+    }
+}
+
+/// A malicious upstream (a stand-in written here: no MCP SDK serves malformed answers on
+/// purpose): answers every request with `body` in `content_type`.
+async fn evil_upstream(content_type: &'static str, body: &'static [u8]) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(move |_req| async move {
+                let response = http::Response::builder()
+                    .header("content-type", content_type)
+                    .body(Full::new(Bytes::from_static(body)))
+                    .expect("response");
+                Ok::<_, std::convert::Infallible>(response)
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service),
+            );
+        }
+    });
+    port
+}
+
+/// What `tools/list` shows through the gateway when the upstream lists `run_sql`, which the
+/// policy denies (the gateway filters it out of every list it can check).
+async fn listed_through(content_type: &'static str, body: &'static [u8]) -> Answer {
+    let port = evil_upstream(content_type, body).await;
+    let gw = Gateway::in_front_of(port).await;
+    let list = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list"});
+    post(gw.addr, &[JSON], list.to_string()).await
+}
+
+const TOOLS: &[u8] = br#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"echo","inputSchema":{}},{"name":"run_sql","inputSchema":{}}]}}"#;
+
+fn tool_names(v: &Value) -> Vec<String> {
+    v["result"]["tools"]
+        .as_array()
+        .map(|tools| {
+            tools
+                .iter()
+                .filter_map(|t| t["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_in_a_content_type_the_gateway_cannot_check_is_refused() {
+    // Lenient clients parse these as JSON-RPC.
+    for content_type in ["application/json-rpc", "text/plain;x=application/json"] {
+        let answer = listed_through(content_type, TOOLS).await;
+        let text = String::from_utf8_lossy(&answer.body).into_owned();
+        assert_eq!(answer.status, 502, "{content_type}: {text}");
+        assert_eq!(
+            answer.json()["error"]["code"],
+            gateway::mcp::jsonrpc::code::UPSTREAM_FAILED,
+            "{text}"
+        );
+        assert!(!text.contains("run_sql"), "{text}");
+    }
+    // The same list as JSON is checked: the denied tool is filtered out.
+    let answer = listed_through("application/json", TOOLS).await;
+    assert_eq!(tool_names(&answer.json()), ["echo"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_byte_order_mark_does_not_hide_an_event_from_the_chain() {
+    const STREAM: &[u8] = b"\xEF\xBB\xBFdata: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{\"tools\":[{\"name\":\"echo\",\"inputSchema\":{}},{\"name\":\"run_sql\",\"inputSchema\":{}}]}}\n\n";
+    let answer = listed_through("text/event-stream", STREAM).await;
+    assert_eq!(answer.status, 200);
+    let v = answer.message();
+    assert_eq!(
+        tool_names(&v),
+        ["echo"],
+        "the event behind the BOM passed unchecked: {v}"
     );
 }

@@ -86,3 +86,11 @@ where
 {
     let _ = tokio::time::timeout(DRAIN_TIME, read_limited(&mut body, limit)).await;
 }
+
+pub(super) fn accepts_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/event-stream"))
+}

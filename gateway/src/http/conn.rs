@@ -5,13 +5,12 @@
 use std::sync::Arc;
 
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use serde_json::Value;
 
 use super::{body::*, Route, L7};
 use crate::{
-    body::{full, Body, BoxError},
+    body::{full, Body},
     client::Upstream,
     creds::static_keys::StaticKeys,
     identity::{AuthError, Subject},
@@ -90,14 +89,51 @@ impl Conn {
             drain(body, self.l7.max_body).await;
             return refused;
         }
-        if parts.method == Method::POST {
-            self.handle_post(parts, body, subject).await
-        } else {
-            // GET (event streams), DELETE (session end) and the rest: bodies pass as they are,
-            // responses are checked like any other.
-            let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
-            self.forward(parts, body, &Value::Null, subject, CallInfo::default())
+        match parts.method {
+            Method::POST => self.handle_post(parts, body, subject).await,
+            // The other methods MCP uses carry no message: GET opens an event stream (whose
+            // events pass the chain one by one), DELETE ends a session. Their bodies are not
+            // forwarded; anything else is not MCP and is not forwarded (nor signed) at all.
+            Method::GET if accepts_event_stream(&parts.headers) => {
+                drain(body, self.l7.max_body).await;
+                self.forward(
+                    parts,
+                    full(Vec::new()),
+                    &Value::Null,
+                    subject,
+                    CallInfo::default(),
+                )
                 .await
+            }
+            Method::DELETE if parts.headers.contains_key("mcp-session-id") => {
+                drain(body, self.l7.max_body).await;
+                self.forward(
+                    parts,
+                    full(Vec::new()),
+                    &Value::Null,
+                    subject,
+                    CallInfo::default(),
+                )
+                .await
+            }
+            _ => {
+                drain(body, self.l7.max_body).await;
+                tracing::info!(session = self.session.id, method = %parts.method, path = parts.uri.path(), "request that is not MCP refused");
+                let error = RpcError::new(
+                    code::INVALID_REQUEST,
+                    format!(
+                        "{} {} is not an MCP request (POST messages, GET with Accept: text/event-stream, DELETE with Mcp-Session-Id)",
+                        parts.method,
+                        parts.uri.path()
+                    ),
+                );
+                let mut response =
+                    rpc_error_response(StatusCode::METHOD_NOT_ALLOWED, &Value::Null, &error);
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+                response
+            }
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
-use http::{header, HeaderMap, HeaderValue, Response};
+use http::{header, HeaderValue, Response};
 use http_body_util::{BodyExt as _, StreamBody};
 use hyper::body::Frame;
 use serde_json::Value;
@@ -130,14 +130,6 @@ impl Conn {
 
 /// How often a held call's event stream gets a keep-alive comment.
 const HOLD_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(10);
-
-pub(super) fn accepts_event_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("text/event-stream"))
-}
 
 /// Answers a held call at once with an event stream that carries keep-alive comments while
 /// approvers decide (clients' read timeouts are often shorter than the hold), then the

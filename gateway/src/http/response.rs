@@ -46,9 +46,34 @@ impl Conn {
             return Response::from_parts(parts, self.event_stream(body, subject, reply_to));
         }
         if !is_json(&parts.headers) {
-            // 202 Accepted, empty DELETE answers, HTTP errors in text: nothing JSON-RPC to check.
-            let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
-            return Response::from_parts(parts, body);
+            // HTTP errors in text carry no message clients act on: they pass as they are.
+            if !parts.status.is_success() {
+                let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
+                return Response::from_parts(parts, body);
+            }
+            // A success (202 Accepted, an empty DELETE answer) passes only empty: a body in a
+            // content type the gateway cannot check may still be read as a message by lenient
+            // clients, so it is refused rather than relayed unchecked.
+            let mut body = body;
+            return match read_limited(&mut body, self.l7.max_body).await {
+                Ok(bytes) if bytes.is_empty() => Response::from_parts(parts, full(bytes)),
+                // 202 says only "accepted" (the legacy transport writes that word as text):
+                // the answer comes on the event stream, so the body is dropped, not relayed.
+                Ok(_) if parts.status == StatusCode::ACCEPTED => {
+                    parts.headers.remove(header::CONTENT_LENGTH);
+                    parts.headers.remove(header::CONTENT_TYPE);
+                    Response::from_parts(parts, full(Vec::new()))
+                }
+                Ok(_) | Err(_) => {
+                    let ct = content_type(&parts.headers).unwrap_or_else(|| "none".into());
+                    tracing::warn!(session = self.session.id, content_type = %ct, status = %parts.status, "upstream answer in a content type the gateway cannot check refused");
+                    let error = RpcError::new(
+                        code::UPSTREAM_FAILED,
+                        format!("upstream answered with content type `{ct}`, which the gateway cannot check (application/json or text/event-stream)"),
+                    );
+                    rpc_error_response(StatusCode::BAD_GATEWAY, id, &error)
+                }
+            };
         }
         let max = self.l7.max_body;
         let mut body = body;

@@ -45,7 +45,12 @@ pub struct SseParser {
     /// Where scanning for the end of the current event resumes.
     scanned: usize,
     max_event: usize,
+    /// Whether the start of the stream (where a byte-order mark may stand) is behind us.
+    started: bool,
 }
+
+/// A UTF-8 byte-order mark, which the event-stream format ignores at the start of a stream.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 impl SseParser {
     pub fn new(max_event: usize) -> Self {
@@ -53,12 +58,24 @@ impl SseParser {
             buf: BytesMut::new(),
             scanned: 0,
             max_event,
+            started: false,
         }
     }
 
     /// Feeds bytes; returns the events completed by them.
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, SseError> {
         self.buf.extend_from_slice(chunk);
+        if !self.started {
+            // Clients drop a leading BOM and read the event behind it: so must the gateway,
+            // or that event would pass unchecked.
+            if self.buf.len() < BOM.len() && BOM.starts_with(&self.buf) {
+                return Ok(Vec::new());
+            }
+            if self.buf.starts_with(BOM) {
+                let _ = self.buf.split_to(BOM.len());
+            }
+            self.started = true;
+        }
         let mut events = Vec::new();
         while let Some(end) = self.event_end() {
             let raw = self.buf.split_to(end).freeze();
@@ -141,6 +158,22 @@ mod tests {
     use super::*;
 
     const STREAM: &str = "event: message\r\nid: 1\r\ndata: {\"jsonrpc\":\"2.0\",\r\ndata: \"id\":1,\"result\":{}}\r\n\r\n: keep-alive\n\nevent: endpoint\ndata: /messages?session_id=abc\n\n";
+
+    #[test]
+    fn a_leading_byte_order_mark_does_not_hide_the_first_event() {
+        let mut p = SseParser::new(1024);
+        // Split inside the mark, as a network read may.
+        assert!(p.push(b"\xEF\xBB").unwrap().is_empty());
+        let events = p
+            .push(b"\xBFdata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n")
+            .unwrap();
+        assert_eq!(events.len(), 1);
+        assert!(events[0].data.as_deref().unwrap().contains("\"result\""));
+        // Only at the start: later, the bytes are the event's.
+        let mut p = SseParser::new(1024);
+        p.push(b"data: a\n\n").unwrap();
+        assert!(p.push(b"\xEF\xBB\xBFdata: b\n\n").is_ok());
+    }
 
     #[test]
     fn events_survive_every_split() {

@@ -19,6 +19,8 @@ use crate::mcp::{
 
 /// Rule id of rug-pull blocks.
 pub const RUG_PULL: &str = "builtin:rug-pull";
+/// Rule id of refusals of a method sent as a notification (no id).
+pub const NOT_A_NOTIFICATION: &str = "builtin:request-without-id";
 /// MCP sessions whose tool definitions are remembered at most (oldest forgotten first).
 const MAX_SESSIONS: usize = 10_000;
 
@@ -227,6 +229,29 @@ impl Interceptor for PolicyInterceptor {
             tracing::info!(session = exchange.id, subject = %exchange.subject.name, method = call.method, tool = call.tool, rule = %decision.rule, action = ?decision.action, reason = %decision.reason, "call not allowed");
         }
         Verdict::Decided(decision)
+    }
+
+    /// MCP notifications are `notifications/*`. Anything else without an id is a request
+    /// in disguise (`tools/call` with no id still runs on the server): refused, never
+    /// forwarded around the decision.
+    fn on_notification(
+        &self,
+        exchange: &Exchange,
+        direction: Direction,
+        msg: &mut McpMessage,
+    ) -> Verdict {
+        let method = msg.method().unwrap_or_default();
+        if direction != Direction::ClientToServer || method.starts_with("notifications/") {
+            return Verdict::Continue;
+        }
+        tracing::info!(session = exchange.id, subject = %exchange.subject.name, method, "request without an id refused");
+        Verdict::Decided(Decision {
+            action: Action::Deny,
+            rule: NOT_A_NOTIFICATION.into(),
+            reason: format!("`{method}` without an id is a request the gateway cannot answer; send it with an id"),
+            approval: None,
+            grant: None,
+        })
     }
 
     fn on_response(
