@@ -9,6 +9,7 @@ use std::{
     net::SocketAddr,
     path::PathBuf,
     process::{Child, Command, Stdio},
+    sync::Arc,
     time::Duration,
 };
 
@@ -97,6 +98,11 @@ impl Gateway {
 
     /// A gateway in front of whatever listens on 127.0.0.1:`port`.
     async fn in_front_of(port: u16) -> Self {
+        Self::with(port, "").await
+    }
+
+    /// [`Gateway::in_front_of`] with `server` added to the `[[servers]]` entry.
+    async fn with(port: u16, server: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("mcpgw-l7-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("test dir");
@@ -115,6 +121,7 @@ name     = "py"
 listen   = "127.0.0.1:0"
 upstream = "http://127.0.0.1:{port}"
 tls      = "plaintext"
+{server}
 
 [approval]
 hold = "20s"
@@ -564,5 +571,40 @@ async fn a_byte_order_mark_does_not_hide_an_event_from_the_chain() {
         tool_names(&v),
         ["echo"],
         "the event behind the BOM passed unchecked: {v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_is_closed_not_relayed_even_with_non_http_pass() {
+    // The upstream counts the connections it gets.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let reached = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = reached.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(tcp);
+        }
+    });
+    let gw = Gateway::with(port, "non_http = \"pass\"").await;
+    let mut tcp = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    // Say nothing; the gateway gives up after its first-bytes timeout (10 s).
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::io::AsyncReadExt::read(&mut tcp, &mut buf),
+    )
+    .await
+    .expect("the gateway closes a silent connection");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert_eq!(
+        reached.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a silent client was relayed to the upstream"
     );
 }

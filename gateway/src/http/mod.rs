@@ -111,6 +111,8 @@ enum FirstBytes {
     Tls,
     Http,
     Other,
+    /// Nothing within `FIRST_BYTES_TIMEOUT`.
+    Silent,
 }
 
 impl L7 {
@@ -143,7 +145,7 @@ impl L7 {
         let first = match tokio::time::timeout(FIRST_BYTES_TIMEOUT, sniff(&stream)).await {
             Ok(Ok(first)) => first,
             Ok(Err(e)) => return Err(ServeError::Failed(format!("reading from client: {e}"))),
-            Err(_) => FirstBytes::Other,
+            Err(_) => FirstBytes::Silent,
         };
         let session = |sni: Option<String>| {
             Arc::new(Session {
@@ -195,11 +197,17 @@ impl L7 {
                 self.serve_http(stream, session(None), target, "http", route)
                     .await
             }
+            // A client that says nothing cannot be classified: it is never relayed, whatever
+            // `non_http` says (a relay would carry whatever it sends next unchecked).
+            (FirstBytes::Silent, _) => Err(ServeError::Failed(format!(
+                "client sent nothing within {} s: connection closed",
+                FIRST_BYTES_TIMEOUT.as_secs()
+            ))),
             (first, _) => {
                 let what = match first {
                     FirstBytes::Tls => "TLS on a plaintext server",
                     FirstBytes::Http => "plaintext HTTP on a TLS server",
-                    FirstBytes::Other => "not HTTP",
+                    FirstBytes::Other | FirstBytes::Silent => "not HTTP",
                 };
                 match route.non_http {
                     NonHttp::Pass => Err(ServeError::PassThrough(stream, what)),
