@@ -115,6 +115,17 @@ impl FromStr for MatchAddr {
     }
 }
 
+impl MatchAddr {
+    /// Whether clients may dial this over native IPv6: an IPv6 address, a host name (AAAA
+    /// answers) or any address. Such targets need the gateway's `[::1]` listener.
+    pub fn may_be_ipv6(&self) -> bool {
+        match self {
+            Self::Socket(a) => a.is_ipv6(),
+            Self::Host(_) | Self::AnyAddr(_) => true,
+        }
+    }
+}
+
 /// IPv4-mapped IPv6 addresses are IPv4: one spelling per destination.
 pub fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())

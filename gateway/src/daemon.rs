@@ -759,6 +759,16 @@ impl Handler for Daemon {
             }
             Request::InterceptAdd { entry } => {
                 let entry: MatchAddr = entry.parse()?;
+                let v6_listener = self
+                    .listeners
+                    .iter()
+                    .any(|a| a.ip() == std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST));
+                if entry.may_be_ipv6() && !v6_listener {
+                    return Err(format!(
+                        "{entry} can be reached over IPv6, which needs a [::1]:PORT listener (gateway.listen)"
+                    )
+                    .into());
+                }
                 let added = self
                     .targets
                     .lock()

@@ -442,6 +442,21 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
             {
                 errors.push("gateway.listen: ebpf mode needs a 127.0.0.1:PORT listener".into());
             }
+            // Without a [::1] listener the programs cannot redirect native IPv6: such
+            // connects would go to the server directly.
+            let v6_listener = gateway
+                .listen
+                .iter()
+                .any(|a| a.ip() == IpAddr::from(std::net::Ipv6Addr::LOCALHOST));
+            let v6_target = servers
+                .iter()
+                .flat_map(|s| s.matches.iter())
+                .find(|m| m.may_be_ipv6());
+            if let (false, Some(target)) = (v6_listener, v6_target) {
+                errors.push(format!(
+                    "gateway.listen: `{target}` can be reached over IPv6, which needs a [::1]:PORT listener in ebpf mode"
+                ));
+            }
         }
         InterceptMode::Explicit => {
             for s in &servers {

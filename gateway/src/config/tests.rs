@@ -167,3 +167,17 @@ fn recording_section() {
         .to_string();
     assert!(err.contains("not supported yet"), "{err}");
 }
+
+#[test]
+fn ipv6_targets_need_the_v6_listener_in_ebpf_mode() {
+    let only_v4 = "[gateway]\nlisten = [\"127.0.0.1:15001\"]\n";
+    for target in ["[fd00::17]:8443", "mcp.internal:443", "*:443"] {
+        let text = format!("{only_v4}[[servers]]\nname = \"s\"\nmatch = [\"{target}\"]\n");
+        let err = parse_config(&text).unwrap_err().to_string();
+        assert!(err.contains("needs a [::1]:PORT listener"), "{target}: {err}");
+    }
+    let v4 = format!("{only_v4}[[servers]]\nname = \"s\"\nmatch = [\"10.0.3.17:8443\"]\n");
+    assert!(parse_config(&v4).is_ok(), "IPv4 targets need only the v4 listener");
+    let both = "[gateway]\nlisten = [\"127.0.0.1:15001\", \"[::1]:15001\"]\n[[servers]]\nname = \"s\"\nmatch = [\"[fd00::17]:8443\"]\n";
+    assert!(parse_config(both).is_ok());
+}
