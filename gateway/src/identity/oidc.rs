@@ -191,10 +191,7 @@ impl Issuer {
         };
         Ok(Claims {
             sub: sub.to_owned(),
-            email: claims
-                .get("email")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            email: verified_email(claims),
             groups,
         })
     }
@@ -433,5 +430,43 @@ pub fn parse_algorithm(name: &str) -> Result<Algorithm, OidcError> {
             Err(OidcError::Hmac(name.to_owned()))
         }
         other => Ok(other),
+    }
+}
+
+/// The address to go by only when the provider vouches for it (`email_verified`): at some
+/// providers anyone may put any address in a profile, and rules and approvals trust it.
+fn verified_email(claims: &Value) -> Option<String> {
+    let verified = match claims.get("email_verified") {
+        Some(Value::Bool(b)) => *b,
+        // Some providers send the flag as a string.
+        Some(Value::String(s)) => s == "true",
+        _ => false,
+    };
+    if !verified {
+        return None;
+    }
+    claims.get("email")?.as_str().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    #[test]
+    fn email_is_taken_only_when_verified() {
+        let email = |claims: Value| super::verified_email(&claims);
+        assert_eq!(
+            email(json!({"email": "a@example.com", "email_verified": true})).as_deref(),
+            Some("a@example.com")
+        );
+        assert_eq!(
+            email(json!({"email": "a@example.com", "email_verified": "true"})).as_deref(),
+            Some("a@example.com")
+        );
+        assert_eq!(email(json!({"email": "a@example.com"})), None);
+        assert_eq!(
+            email(json!({"email": "a@example.com", "email_verified": false})),
+            None
+        );
     }
 }
