@@ -608,3 +608,32 @@ async fn a_silent_client_is_closed_not_relayed_even_with_non_http_pass() {
         "a silent client was relayed to the upstream"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stalls_in_its_headers_is_closed() {
+    let server = McpServer::start();
+    let gw = Gateway::start(&server).await;
+    let mut tcp = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    // Half a request head, then nothing: the connection must not be held forever.
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(
+        Duration::from_secs(40),
+        tokio::io::AsyncReadExt::read(&mut tcp, &mut buf),
+    )
+    .await
+    .expect("the gateway closes a connection whose headers stall");
+    // Closed, or answered with an error status and then closed.
+    match read {
+        Ok(0) | Err(_) => {}
+        Ok(n) => assert!(
+            String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 4"),
+            "{}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+    }
+}

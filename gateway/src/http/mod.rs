@@ -47,6 +47,11 @@ use crate::{
 
 /// How long a client may take to send its first bytes (TLS ClientHello or HTTP request).
 const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the rest of the TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request's headers may take, and an HTTP/2 client to answer a ping. Longer than
+/// client pools keep idle connections (httpx 5 s, undici 4 s), as hyper may count idle time.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A `[[servers]]` entry ready for the data path.
 pub struct Route {
@@ -161,12 +166,14 @@ impl L7 {
         };
         match (first, route.tls) {
             (FirstBytes::Tls, TlsMode::Terminate) => {
-                let start = tokio_rustls::LazyConfigAcceptor::new(
+                let hello = tokio_rustls::LazyConfigAcceptor::new(
                     rustls::server::Acceptor::default(),
                     stream,
-                )
-                .await
-                .map_err(|e| ServeError::Failed(format!("TLS ClientHello: {e}")))?;
+                );
+                let start = tokio::time::timeout(HANDSHAKE_TIMEOUT, hello)
+                    .await
+                    .map_err(|_| ServeError::Failed("TLS ClientHello: timed out".into()))?
+                    .map_err(|e| ServeError::Failed(format!("TLS ClientHello: {e}")))?;
                 let sni = start.client_hello().server_name().map(str::to_owned);
                 // Without SNI (clients dialing an IP literal), the leaf names the address dialed.
                 let name = sni.clone().unwrap_or_else(|| match &orig.destination {
@@ -177,9 +184,9 @@ impl L7 {
                     .ca
                     .server_config(&name)
                     .map_err(|e| ServeError::Failed(e.to_string()))?;
-                let tls = start
-                    .into_stream(config)
+                let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, start.into_stream(config))
                     .await
+                    .map_err(|_| ServeError::Failed("TLS handshake with client: timed out".into()))?
                     .map_err(|e| ServeError::Failed(format!("TLS handshake with client: {e}")))?;
                 let upstream_name = self.upstream_name(orig, &route, Some(&name));
                 let target = UpstreamTarget {
@@ -266,9 +273,19 @@ impl L7 {
             let conn = conn.clone();
             async move { Ok::<_, Infallible>(conn.handle(req).await) }
         });
-        let served = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-            .serve_connection(TokioIo::new(io), service)
-            .await;
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        // A client that starts a request and stalls holds a connection (and a file
+        // descriptor) for nothing: its headers must arrive within the limit.
+        builder
+            .http1()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT);
+        builder
+            .http2()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(Some(HEADER_TIMEOUT))
+            .keep_alive_timeout(HEADER_TIMEOUT);
+        let served = builder.serve_connection(TokioIo::new(io), service).await;
         let how = match &served {
             Ok(()) => "closed".to_owned(),
             Err(e) if is_disconnect(&**e) => "closed by client".to_owned(),
