@@ -103,6 +103,11 @@ impl Gateway {
 
     /// [`Gateway::in_front_of`] with `server` added to the `[[servers]]` entry.
     async fn with(port: u16, server: &str) -> Self {
+        Self::with_upstream(&format!("http://127.0.0.1:{port}"), port, server).await
+    }
+
+    /// A gateway whose server entry forwards to `upstream` (`port` names its test dir).
+    async fn with_upstream(upstream: &str, port: u16, server: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("mcpgw-l7-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("test dir");
@@ -119,7 +124,7 @@ mode = "explicit"
 [[servers]]
 name     = "py"
 listen   = "127.0.0.1:0"
-upstream = "http://127.0.0.1:{port}"
+upstream = "{upstream}"
 tls      = "plaintext"
 {server}
 
@@ -636,4 +641,34 @@ async fn a_client_that_stalls_in_its_headers_is_closed() {
             String::from_utf8_lossy(&buf[..n])
         ),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_upstream_gets_tls_even_from_a_plaintext_server_entry() {
+    // The upstream notes the first byte it receives: 0x16 starts a TLS handshake.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        if let Ok((mut tcp, _)) = listener.accept().await {
+            let mut byte = [0u8; 1];
+            let _ = tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut byte).await;
+            let _ = first_tx.send(byte[0]);
+        }
+    });
+    let gw = Gateway::with_upstream(&format!("https://127.0.0.1:{port}"), port, "").await;
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    let post = tokio::spawn(post(gw.addr, &[JSON], ping.to_string()));
+    let first = tokio::time::timeout(Duration::from_secs(10), first_rx)
+        .await
+        .expect("the upstream was dialed")
+        .expect("first byte");
+    assert_eq!(
+        first, 0x16,
+        "the gateway spoke cleartext to an https upstream"
+    );
+    let answer = post.await.expect("task");
+    assert_eq!(answer.status, 502, "no TLS server there: the call fails");
 }

@@ -98,6 +98,9 @@ pub struct ServerConfig {
     pub name: String,
     pub matches: Vec<MatchAddr>,
     pub upstream: Option<HostPort>,
+    /// Whether the hop to the upstream is TLS, when `upstream`'s scheme says so (`https`:
+    /// yes, `http`: no); `None`: the same as the client's side.
+    pub upstream_tls: Option<bool>,
     /// Explicit mode: where clients connect to reach this server.
     pub listen: Option<SocketAddr>,
     pub tls: TlsMode,
@@ -138,6 +141,15 @@ impl ServerConfig {
 }
 
 /// `scheme://host[:port][/path]` with the scheme's default port: where to forward in explicit mode.
+/// `Some(true)` for an `https` upstream, `Some(false)` for `http`, `None` otherwise.
+fn upstream_scheme_tls(s: &str) -> Option<bool> {
+    match url::Url::parse(s).ok()?.scheme() {
+        "https" => Some(true),
+        "http" => Some(false),
+        _ => None,
+    }
+}
+
 fn parse_upstream(s: &str) -> Result<HostPort, String> {
     let url = url::Url::parse(s).map_err(|e| format!("upstream `{s}`: {e}"))?;
     let host = match url.host() {
@@ -397,6 +409,17 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
                     .map_err(|e| errors.push(format!("{where_}: {e}")))
                     .ok()
             });
+            let upstream_tls = s.upstream.as_deref().and_then(upstream_scheme_tls);
+            // What clients send under TLS goes on in cleartext only to this host itself.
+            if let (Some(false), TlsMode::Terminate, Some(up)) = (upstream_tls, s.tls, &upstream) {
+                let loopback = up.host == "localhost"
+                    || up.host.parse::<IpAddr>().is_ok_and(|a| a.is_loopback());
+                if !loopback {
+                    errors.push(format!(
+                        "{where_}: upstream `http://{up}` would carry what clients send over TLS in cleartext; use https (http is for loopback upstreams)"
+                    ));
+                }
+            }
             let listen = s.listen.as_deref().and_then(|l| {
                 l.parse()
                     .map_err(|_| errors.push(format!("{where_}.listen: `{l}` is not IP:PORT")))
@@ -414,6 +437,7 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
                 name: s.name,
                 matches,
                 upstream,
+                upstream_tls,
                 listen,
                 tls: s.tls,
                 ca_file: s.ca_file,

@@ -174,10 +174,32 @@ fn ipv6_targets_need_the_v6_listener_in_ebpf_mode() {
     for target in ["[fd00::17]:8443", "mcp.internal:443", "*:443"] {
         let text = format!("{only_v4}[[servers]]\nname = \"s\"\nmatch = [\"{target}\"]\n");
         let err = parse_config(&text).unwrap_err().to_string();
-        assert!(err.contains("needs a [::1]:PORT listener"), "{target}: {err}");
+        assert!(
+            err.contains("needs a [::1]:PORT listener"),
+            "{target}: {err}"
+        );
     }
     let v4 = format!("{only_v4}[[servers]]\nname = \"s\"\nmatch = [\"10.0.3.17:8443\"]\n");
-    assert!(parse_config(&v4).is_ok(), "IPv4 targets need only the v4 listener");
+    assert!(
+        parse_config(&v4).is_ok(),
+        "IPv4 targets need only the v4 listener"
+    );
     let both = "[gateway]\nlisten = [\"127.0.0.1:15001\", \"[::1]:15001\"]\n[[servers]]\nname = \"s\"\nmatch = [\"[fd00::17]:8443\"]\n";
     assert!(parse_config(both).is_ok());
+}
+
+#[test]
+fn decrypted_traffic_goes_on_in_cleartext_only_to_loopback() {
+    let server = |upstream: &str| {
+        format!(
+            "[[servers]]\nname = \"s\"\nmatch = [\"10.0.3.17:443\"]\nupstream = \"{upstream}\"\n"
+        )
+    };
+    let err = parse_config(&server("http://mcp.internal:8080"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("in cleartext"), "{err}");
+    assert!(parse_config(&server("http://127.0.0.1:8080")).is_ok());
+    let https = parse_config(&server("https://mcp.internal")).unwrap();
+    assert_eq!(https.servers[0].upstream_tls, Some(true));
 }

@@ -59,6 +59,8 @@ pub struct Route {
     pub tls: TlsMode,
     pub upstream: Option<crate::addr::HostPort>,
     pub upstream_tls: Arc<rustls::ClientConfig>,
+    /// The upstream's scheme, when it names one: `Some(true)` TLS, `Some(false)` cleartext.
+    pub upstream_scheme_tls: Option<bool>,
     pub non_http: NonHttp,
     pub forward_token: bool,
     pub aws: Option<crate::creds::AwsServer>,
@@ -74,6 +76,7 @@ impl Route {
             name: server.name.clone(),
             tls: server.tls,
             upstream: server.upstream.clone(),
+            upstream_scheme_tls: server.upstream_tls,
             upstream_tls: crate::tls::client_config(
                 server.ca_file.as_deref(),
                 server.tls_skip_verify,
@@ -191,15 +194,22 @@ impl L7 {
                 let upstream_name = self.upstream_name(orig, &route, Some(&name));
                 let target = UpstreamTarget {
                     dest: self.upstream_dest(orig, &route),
-                    tls: Some((route.upstream_tls.clone(), upstream_name)),
+                    tls: (route.upstream_scheme_tls != Some(false))
+                        .then(|| (route.upstream_tls.clone(), upstream_name)),
                 };
                 self.serve_http(tls, session(sni), target, "https", route)
                     .await
             }
             (FirstBytes::Http, TlsMode::Plaintext) => {
+                // An `https` upstream gets TLS even when its clients speak plain HTTP.
                 let target = UpstreamTarget {
                     dest: self.upstream_dest(orig, &route),
-                    tls: None,
+                    tls: (route.upstream_scheme_tls == Some(true)).then(|| {
+                        (
+                            route.upstream_tls.clone(),
+                            self.upstream_name(orig, &route, None),
+                        )
+                    }),
                 };
                 self.serve_http(stream, session(None), target, "http", route)
                     .await
