@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     admin::{self, Caller, CommandError, Handler, Request},
-    approval::{webhook::Webhook, ApprovalError, Approvals, Approver},
+    approval::{people, webhook::Webhook, ApprovalError, Approvals, Approver},
     config::{Config, FailMode, HostPort, InterceptMode, MatchAddr, ServerConfig},
     http::{Route, Stages, L7},
     identity::{Identity, Issuer},
@@ -513,11 +513,14 @@ impl Daemon {
 
     /// Who is deciding: the subject of `token` (validated like a caller's), else the Unix
     /// user on the admin socket, with the approver groups `[approval.approvers]` gives it.
+    /// Either way the socket caller's own account is among the approver's names: the person
+    /// at the socket is the one deciding, whoever's token they hold.
     async fn approver(
         &self,
         caller: Caller,
         token: Option<String>,
     ) -> Result<Approver, CommandError> {
+        let account = people::unix_account(caller.uid);
         if let Some(token) = token {
             if !self.identity.tokens_required() {
                 return Err(
@@ -529,15 +532,19 @@ impl Daemon {
                 .map_err(|_| "the token is not valid header text".to_owned())?;
             headers.insert(http::header::AUTHORIZATION, value);
             let subject = self.identity.authenticate(&headers, None).await?;
+            let mut names = people::token(
+                &subject.name,
+                subject.issuer.as_deref(),
+                subject.email.as_deref(),
+            );
+            names.extend(account);
             return Ok(Approver {
                 name: subject.name,
                 groups: subject.groups,
+                names,
             });
         }
-        let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(caller.uid))
-            .ok()
-            .flatten()
-            .map_or_else(|| format!("uid:{}", caller.uid), |u| u.name);
+        let name = people::login(caller.uid).unwrap_or_else(|| format!("uid:{}", caller.uid));
         let groups = self
             .config
             .approval
@@ -545,7 +552,11 @@ impl Daemon {
             .get(&name)
             .cloned()
             .unwrap_or_default();
-        Ok(Approver { name, groups })
+        Ok(Approver {
+            name,
+            groups,
+            names: account,
+        })
     }
 
     /// Which rule decides a hypothetical call, and why.

@@ -138,22 +138,30 @@ fn call_in_background(w: &OidcWorld, token: &str, sql: &str) -> JoinHandle<Value
 }
 
 fn cli_json(w: &OidcWorld, args: &[&str]) -> Value {
+    gw_json(&w.gw, args)
+}
+
+fn gw_json(gw: &Gateway, args: &[&str]) -> Value {
     let mut all = vec!["--output", "json"];
     all.extend(args);
-    let out = w.gw.cli_ok(&all);
+    let out = gw.cli_ok(&all);
     serde_json::from_slice(&out.stdout).expect("JSON output")
 }
 
 /// Waits for a pending approval for `sql` and returns it.
 fn pending(w: &OidcWorld, sql: &str) -> Value {
+    pending_on(&w.gw, sql)
+}
+
+fn pending_on(gw: &Gateway, sql: &str) -> Value {
     wait_for(Duration::from_secs(15), || {
-        cli_json(w, &["approvals", "list"])
+        gw_json(gw, &["approvals", "list"])
             .as_array()?
             .iter()
             .find(|a| a["arguments"].as_str().is_some_and(|s| s.contains(sql)))
             .cloned()
     })
-    .unwrap_or_else(|| panic!("no pending approval for {sql}\n{}", w.gw.log()))
+    .unwrap_or_else(|| panic!("no pending approval for {sql}\n{}", gw.log()))
 }
 
 fn text(step: &Value) -> &str {
@@ -308,10 +316,14 @@ fn approvers_are_checked_and_the_socket_is_guarded() {
 
     // A held raw call that accepts event streams gets one at once, kept alive while it
     // waits (past the 10 s keep-alive), then the upstream's answer once approved.
+    // curl runs as nobody: a call root made could not be approved from root's socket, whose
+    // token the approver holds (the person at the socket decides).
     let out_file = w.tmp.path().join("held-sse.txt");
+    fs::write(&out_file, "").unwrap();
+    fs::set_permissions(&out_file, fs::Permissions::from_mode(0o666)).unwrap();
     let body = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"run_sql","arguments":{"sql":"select 11"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"curl","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}"#;
     let mut curl =
-        w.cg.cmd(&w.ns, None, "curl")
+        w.cg.cmd(&w.ns, Some(NOBODY), "curl")
             .args(["-sS", "-N", "--max-time", "40", "--cacert"])
             .arg(&w.bundle)
             .args(["-X", "POST", "-H", "content-type: application/json"])
@@ -415,4 +427,142 @@ fn pending_approvals_and_grants_survive_a_restart() {
     // The grant still covers calls through the new gateway.
     let step = call_in_background(&w, &alice, "select 10").join().unwrap();
     assert_eq!(text(&step), "would run: select 10", "{step}");
+}
+
+/// The reported case: a caller known only by its process (`uid:65534`, no issuers) whose Unix
+/// user (nobody) is also an approver and may use the admin socket makes a held call, then runs
+/// `mcpgw approvals approve ID` itself. The approver is `nobody` on the socket, the requester
+/// `uid:65534`: the same account, so it is refused; root, another approver, still decides.
+#[test]
+fn the_requester_cannot_approve_its_own_call_from_the_admin_socket() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new().expect("netns");
+    let cg = Cgroup::new().expect("cgroup");
+    let tmp = TempDir::new().expect("temp dir");
+    let ca = TestCa::new(tmp.path(), &["mcp.test", "10.0.3.17"]).expect("test CA");
+    let _server = mcp_server(
+        &ns,
+        mcpgw_tests::oidc::TARGET,
+        McpTransport::StreamableHttp,
+        Some(&ca),
+    )
+    .expect("MCP server");
+    // nobody reaches the admin socket through its primary group (nogroup on Debian).
+    let out = Command::new("getent")
+        .args(["group", &NOBODY.to_string()])
+        .output()
+        .expect("getent");
+    let admin_group = String::from_utf8_lossy(&out.stdout)
+        .split(':')
+        .next()
+        .filter(|g| !g.trim().is_empty())
+        .expect("a group with gid 65534")
+        .to_owned();
+    let rest = format!(
+        r#"[[servers]]
+name    = "mcp"
+match   = ["{target}"]
+ca_file = {ca:?}
+
+[[policy.rules]]
+id        = "nobody-sql-needs-approval"
+uids      = [{NOBODY}]
+tools     = ["run_sql"]
+action    = "approve"
+approvers = ["sre-leads"]
+
+[approval]
+hold = "30s"
+
+[approval.approvers]
+nobody = ["sre-leads"]
+root   = ["sre-leads"]
+"#,
+        target = mcpgw_tests::oidc::TARGET,
+        ca = ca.ca_pem.display().to_string(),
+    );
+    let config = gateway_config(&cg, "open", &rest).replacen(
+        "[gateway]\n",
+        &format!("[gateway]\nadmin_group = {admin_group:?}\n"),
+        1,
+    );
+    let gw = Gateway::start(&ns, Some(&cg), &config).expect("gateway");
+    let bundle = tmp.path().join("bundle.pem");
+    fs::write(&bundle, gw.cli_ok(&["ca", "export"]).stdout).expect("bundle");
+
+    // The caller: the Python SDK client as uid 65534 in the intercepted cgroup, no token.
+    let steps = json!([{"call": "run_sql", "args": {"sql": "select 42"}}]).to_string();
+    let cmd = cg.cmd(&ns, Some(NOBODY), peers_venv_python());
+    let call = std::thread::spawn(move || {
+        let v = mcp_client_py_with(
+            cmd,
+            URL,
+            McpTransport::StreamableHttp,
+            Era::Session,
+            Some(&bundle),
+            &["--steps", &steps],
+        )
+        .unwrap_or_else(|e| json!({"error": format!("{e:#}")}));
+        v["steps"][0].clone()
+    });
+    let a = pending_on(&gw, "select 42");
+    assert_eq!(a["subject"], format!("uid:{NOBODY}"), "{a}");
+    assert_eq!(a["process"]["uid"], NOBODY, "{a}");
+    let requester = a["requester"].as_array().expect("requester names");
+    assert!(
+        requester.contains(&json!(format!("uid:{NOBODY}")))
+            && requester.contains(&json!("unix:nobody")),
+        "{a}"
+    );
+    let id = a["id"].as_str().expect("id").to_owned();
+
+    // The same account on the admin socket: refused, approve and deny alike.
+    let as_nobody = |args: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(mcpgw_bin())
+            .arg("--socket")
+            .arg(gw.admin_socket())
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("setpriv")
+    };
+    // The socket itself is open to nobody (so the refusal below is the approval's).
+    assert!(as_nobody(&["approvals", "list"]).status.success());
+    for args in [
+        &["approvals", "approve", &id, "--reason", "mine"][..],
+        &["approvals", "deny", &id, "--reason", "mine"][..],
+    ] {
+        let out = as_nobody(args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{args:?} must fail: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(
+            err.contains(
+                "nobody requested this call and cannot decide on it (same person: uid:65534)"
+            ),
+            "{args:?}: {err}"
+        );
+    }
+
+    // Nothing was decided, granted or executed: the call is still held.
+    let shown = gw_json(&gw, &["approvals", "show", &id]);
+    assert_eq!(shown["approval"]["state"], "pending", "{shown}");
+    assert_eq!(shown["approval"]["decisions"], json!([]), "{shown}");
+    assert_eq!(gw_json(&gw, &["grants", "list"]), json!([]));
+    assert!(!call.is_finished(), "the call must still be held");
+
+    // Another approver (root) still can: the call goes upstream once, now.
+    let decided = gw_json(&gw, &["approvals", "approve", &id]);
+    assert_eq!(decided["state"], "approved", "{decided}");
+    assert_eq!(decided["decisions"][0]["by"], "root");
+    assert_eq!(
+        decided["decisions"][0]["names"],
+        json!(["uid:0", "unix:root"])
+    );
+    let step = call.join().expect("client");
+    assert_eq!(text(&step), "would run: select 42", "{step}\n{}", gw.log());
 }

@@ -4,6 +4,7 @@
 //! expires or is revoked. Everything is kept in the embedded store and audited.
 
 pub mod config;
+pub mod people;
 mod store;
 pub mod webhook;
 
@@ -42,9 +43,13 @@ pub enum ApprovalError {
     NotFound { kind: &'static str, id: String },
     #[error("approval {id} is already {}", .state.as_str())]
     Decided { id: String, state: ApprovalState },
-    /// Separation of duties: nobody decides on their own call.
-    #[error("{approver} requested this call and cannot decide on it: another approver must")]
-    OwnCall { approver: String },
+    /// Separation of duties: nobody decides on their own call, under whatever name.
+    #[error("{approver} requested this call and cannot decide on it (same person: {person}): another approver must")]
+    OwnCall {
+        approver: String,
+        /// The person (or name) the approver and the requester share.
+        person: String,
+    },
     #[error("{approver} is not in an approver group of rule `{rule}` ({})", .groups.join(", "))]
     NotApprover {
         approver: String,
@@ -52,8 +57,14 @@ pub enum ApprovalError {
         /// The rule's approver groups.
         groups: Vec<String>,
     },
-    #[error("{approver} has already decided on {id}")]
-    AlreadyDecided { approver: String, id: String },
+    /// One person counts once toward `approvals = N`, whatever name they decided under.
+    #[error("{approver} has already decided on {id} (as {earlier})")]
+    AlreadyDecided {
+        approver: String,
+        id: String,
+        /// Who the earlier decision was recorded as.
+        earlier: String,
+    },
     #[error("grant {id} is already revoked")]
     Revoked { id: String },
 }
@@ -70,6 +81,8 @@ pub struct ApprovalConfig {
     pub justification_header: String,
     /// Unix user → approver groups.
     pub approvers: HashMap<String, Vec<String>>,
+    /// Which names are one person (`[approval.people]`).
+    pub people: people::People,
 }
 
 impl Default for ApprovalConfig {
@@ -80,6 +93,7 @@ impl Default for ApprovalConfig {
             webhook: None,
             justification_header: "mcp-justification".into(),
             approvers: HashMap::new(),
+            people: people::People::default(),
         }
     }
 }
@@ -96,6 +110,13 @@ pub enum ApprovalState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApproverDecision {
     pub by: String,
+    /// The person who decided (`[approval.people]` id, else their first name); empty in
+    /// records of older versions.
+    #[serde(default)]
+    pub person: String,
+    /// Every name the approver had (see `Approver::names`).
+    #[serde(default)]
+    pub names: Vec<String>,
     pub approve: bool,
     pub reason: Option<String>,
     pub time_ms: i64,
@@ -112,6 +133,10 @@ pub struct Approval {
     pub groups: Vec<String>,
     /// pid, uid, exe, cgroup of the calling process.
     pub process: Value,
+    /// Every name of the requester (`sub:…`, `identity:…`, `email:…`, the process's
+    /// `uid:N` and `unix:LOGIN`): none of them may approve. Empty in older records.
+    #[serde(default)]
+    pub requester: Vec<String>,
     pub server: String,
     pub method: String,
     pub tool: Option<String>,
@@ -156,8 +181,12 @@ impl Grant {
 /// Who decides: a Unix user (groups from `[approval.approvers]`) or a token's subject.
 #[derive(Debug, Clone)]
 pub struct Approver {
+    /// For display and the audit trail: the Unix login or the token's subject.
     pub name: String,
     pub groups: Vec<String>,
+    /// Every name the approver goes by: the admin socket caller's `uid:N` and `unix:LOGIN`,
+    /// plus the token's `sub:…` and `email:…` with `--token` (see `people`).
+    pub names: Vec<String>,
 }
 
 /// A call to hold.
@@ -269,6 +298,7 @@ impl Approvals {
             email: s.email.clone(),
             groups: s.groups.clone(),
             process: serde_json::to_value(&s.process).unwrap_or(Value::Null),
+            requester: people::of_subject(s),
             server: new.server.to_owned(),
             method: new.method.to_owned(),
             tool: new.tool.map(str::to_owned),
@@ -353,9 +383,21 @@ impl Approvals {
                 state: a.state,
             });
         }
-        if approver.name == a.subject {
+        let people = &self.config.people;
+        let approver_persons = people.persons(&approver.names);
+        let requester = if a.requester.is_empty() {
+            people::of_legacy(&a.subject, a.email.as_deref(), &a.process)
+        } else {
+            a.requester.clone()
+        };
+        if let Some(person) = people
+            .persons(&requester)
+            .intersection(&approver_persons)
+            .next()
+        {
             return Err(ApprovalError::OwnCall {
                 approver: approver.name.clone(),
+                person: person.clone(),
             });
         }
         if !approver.groups.iter().any(|g| a.approvers.contains(g)) {
@@ -365,10 +407,25 @@ impl Approvals {
                 groups: a.approvers.clone(),
             });
         }
-        if a.decisions.iter().any(|d| d.by == approver.name) {
+        let decided_before = a.decisions.iter().find(|d| {
+            let mut persons = if d.names.is_empty() {
+                // An older version's decision: `by` was a login, `uid:N` or a token subject.
+                let mut by = vec![format!("unix:{}", d.by), format!("sub:{}", d.by)];
+                by.extend(d.by.starts_with("uid:").then(|| d.by.clone()));
+                people.persons(&by)
+            } else {
+                people.persons(&d.names)
+            };
+            if !d.person.is_empty() {
+                persons.insert(d.person.clone());
+            }
+            !persons.is_disjoint(&approver_persons)
+        });
+        if let Some(earlier) = decided_before {
             return Err(ApprovalError::AlreadyDecided {
                 approver: approver.name.clone(),
                 id: a.id.clone(),
+                earlier: earlier.by.clone(),
             });
         }
         Ok(())
@@ -396,6 +453,8 @@ impl Approvals {
         let now = now_ms();
         a.decisions.push(ApproverDecision {
             by: approver.name.clone(),
+            person: self.config.people.primary(&approver.names),
+            names: approver.names.clone(),
             approve: true,
             reason: reason.clone(),
             time_ms: now,
@@ -461,6 +520,8 @@ impl Approvals {
         let now = now_ms();
         a.decisions.push(ApproverDecision {
             by: approver.name.clone(),
+            person: self.config.people.primary(&approver.names),
+            names: approver.names.clone(),
             approve: false,
             reason: Some(reason.clone()),
             time_ms: now,
