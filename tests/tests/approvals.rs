@@ -288,15 +288,33 @@ fn approvers_are_checked_and_the_socket_is_guarded() {
         assert!(err.contains(why), "{args:?}: {err}");
     };
     refused(
-        &["approvals", "approve", &id, "--token", &alice],
+        &[
+            "approvals",
+            "approve",
+            &id,
+            "--token-file",
+            &token_file(&alice),
+        ],
         "alice-agent requested this call and cannot decide on it",
     );
     refused(
-        &["approvals", "approve", &id, "--token", &carol],
+        &[
+            "approvals",
+            "approve",
+            &id,
+            "--token-file",
+            &token_file(&carol),
+        ],
         "carol-intern is not in an approver group of rule `sql-needs-approval`",
     );
     refused(
-        &["approvals", "approve", &id, "--token", "not-a-token"],
+        &[
+            "approvals",
+            "approve",
+            &id,
+            "--token-file",
+            &token_file("not-a-token"),
+        ],
         "invalid token",
     );
 
@@ -350,8 +368,8 @@ fn approvers_are_checked_and_the_socket_is_guarded() {
         "approvals",
         "approve",
         raw["id"].as_str().unwrap(),
-        "--token",
-        &bob,
+        "--token-file",
+        &token_file(&bob),
     ]);
     assert!(curl.wait().expect("curl").success());
     let events = fs::read_to_string(&out_file).unwrap();
@@ -361,7 +379,16 @@ fn approvers_are_checked_and_the_socket_is_guarded() {
     );
 
     // An sre-lead's token approves; the held call completes.
-    let decided = cli_json(&w, &["approvals", "approve", &id, "--token", &bob]);
+    let decided = cli_json(
+        &w,
+        &[
+            "approvals",
+            "approve",
+            &id,
+            "--token-file",
+            &token_file(&bob),
+        ],
+    );
     assert_eq!(decided["state"], "approved");
     assert_eq!(decided["decisions"][0]["by"], "bob-lead");
     let step = call.join().unwrap();
@@ -565,4 +592,17 @@ root   = ["sre-leads"]
     );
     let step = call.join().expect("client");
     assert_eq!(text(&step), "would run: select 42", "{step}\n{}", gw.log());
+}
+
+/// A file holding `token` (tokens are read from files, never taken from the command line).
+fn token_file(token: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "mcpgw-token-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::write(&path, token).expect("token file");
+    path.display().to_string()
 }

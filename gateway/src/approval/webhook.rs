@@ -28,16 +28,18 @@ impl Webhook {
 
     /// Sends in the background.
     pub fn notify(&self, approval: &Approval) {
+        // What the caller chose (subject, tool, justification) is shown as text, never as
+        // chat markup: it could otherwise fake links, mentions or a different request.
         let text = format!(
             "mcpgw: {} asks to call `{}` on {} (rule {}){}. Approve: `mcpgw approvals approve {}`",
-            approval.subject,
-            approval.tool.as_deref().unwrap_or(&approval.method),
-            approval.server,
-            approval.rule,
+            plain(&approval.subject),
+            plain(approval.tool.as_deref().unwrap_or(&approval.method)),
+            plain(&approval.server),
+            plain(&approval.rule),
             approval
                 .justification
                 .as_deref()
-                .map(|j| format!(": \"{j}\""))
+                .map(|j| format!(": \"{}\"", plain(j)))
                 .unwrap_or_default(),
             approval.id
         );
@@ -67,10 +69,44 @@ impl Webhook {
                     Ok(Err(e)) => e.to_string(),
                     Err(_) => format!("no answer within {TIMEOUT:?}"),
                 };
-                tracing::warn!(approval = %id, attempt, %error, url = %me.url, "webhook failed");
+                // The URL is a secret (it lets anyone post to the channel): only its host.
+                let host = me.url.host_str().unwrap_or("-");
+                tracing::warn!(approval = %id, attempt, %error, host, "webhook failed");
                 tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
             }
             tracing::warn!(approval = %id, "webhook gave up; the approval still waits in `mcpgw approvals list`");
         });
+    }
+}
+
+/// `text` with what chat markup (Slack mrkdwn, Markdown) gives meaning to escaped or taken out:
+/// `<>&` become entities, backticks, `*` and `|` are dropped (tool names keep their `_`),
+/// control characters become spaces, and it is cut
+/// to 300 characters.
+fn plain(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars().take(300) {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '`' | '*' | '|' => {}
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn caller_text_cannot_carry_markup() {
+        let shown = super::plain("<https://evil|Approve here> `x` *now*\n<!channel>");
+        assert!(
+            !shown.contains('<') && !shown.contains('`') && !shown.contains('\n'),
+            "{shown}"
+        );
+        assert!(shown.contains("&lt;https://evil"), "{shown}");
     }
 }

@@ -1,7 +1,8 @@
 //! `mcpgw approvals` and `mcpgw grants`: the approver's side of just-in-time access, over
 //! the admin socket. The approver is the Unix user running the command (groups from
-//! `[approval.approvers]`), or the subject of an OIDC token given with `--token`.
+//! `[approval.approvers]`), or the subject of an OIDC token read with `--token-file` (a file, or `-` for standard input).
 
+use std::path::PathBuf;
 use std::{collections::HashSet, process::ExitCode, time::Duration};
 
 use clap::Subcommand;
@@ -26,16 +27,18 @@ pub enum ApprovalsCommand {
         id: String,
         #[arg(long)]
         reason: Option<String>,
-        /// Decide as the subject of this OIDC access token.
-        #[arg(long)]
-        token: Option<String>,
+        /// Decide as the subject of the OIDC access token in this file (`-`: standard
+        /// input). Never on the command line, where every local user could read it.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
     },
     Deny {
         id: String,
         #[arg(long)]
         reason: String,
-        #[arg(long)]
-        token: Option<String>,
+        /// As for `approve`.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
     },
 }
 
@@ -46,9 +49,29 @@ pub enum GrantsCommand {
     /// End a grant now.
     Revoke {
         id: String,
-        #[arg(long)]
-        token: Option<String>,
+        /// As for `approvals approve`.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
     },
+}
+
+/// The token in `path` (`-`: standard input), trimmed.
+fn read_token(path: Option<PathBuf>) -> Result<Option<String>, String> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+            .map_err(|e| format!("reading the token from standard input: {e}"))?
+    } else {
+        std::fs::read_to_string(&path)
+            .map_err(|e| format!("reading the token from {}: {e}", path.display()))?
+    };
+    let token = text.trim();
+    if token.is_empty() {
+        return Err("the token file is empty".into());
+    }
+    Ok(Some(token.to_owned()))
 }
 
 fn call(
@@ -71,12 +94,22 @@ pub fn approvals(
         ApprovalsCommand::List { all, watch: true } => return watch(runtime, socket, output, all),
         ApprovalsCommand::List { all, watch: false } => Request::ApprovalsList { all },
         ApprovalsCommand::Show { id } => Request::ApprovalsShow { id },
-        ApprovalsCommand::Approve { id, reason, token } => {
-            Request::ApprovalsApprove { id, reason, token }
-        }
-        ApprovalsCommand::Deny { id, reason, token } => {
-            Request::ApprovalsDeny { id, reason, token }
-        }
+        ApprovalsCommand::Approve {
+            id,
+            reason,
+            token_file,
+        } => match read_token(token_file) {
+            Ok(token) => Request::ApprovalsApprove { id, reason, token },
+            Err(e) => return crate::fail(e),
+        },
+        ApprovalsCommand::Deny {
+            id,
+            reason,
+            token_file,
+        } => match read_token(token_file) {
+            Ok(token) => Request::ApprovalsDeny { id, reason, token },
+            Err(e) => return crate::fail(e),
+        },
     };
     let is_list = matches!(request, Request::ApprovalsList { .. });
     match call(runtime, socket, &request) {
@@ -132,6 +165,14 @@ fn watch(
     }
 }
 
+/// Text for the terminal: what callers chose (tool names, subjects, arguments) may carry
+/// control characters, which would let them rewrite what an approver sees.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect()
+}
+
 fn print_approvals(list: &Value, header: bool) {
     if header {
         println!(
@@ -140,7 +181,7 @@ fn print_approvals(list: &Value, header: bool) {
         );
     }
     for a in list.as_array().into_iter().flatten() {
-        let s = |k: &str| a[k].as_str().unwrap_or("-").to_owned();
+        let s = |k: &str| printable(a[k].as_str().unwrap_or("-"));
         let mut args = s("arguments");
         if args.chars().count() > 60 {
             args = args.chars().take(59).collect::<String>() + "…";
@@ -166,7 +207,10 @@ pub fn grants(
 ) -> ExitCode {
     let request = match command {
         GrantsCommand::List => Request::GrantsList,
-        GrantsCommand::Revoke { id, token } => Request::GrantsRevoke { id, token },
+        GrantsCommand::Revoke { id, token_file } => match read_token(token_file) {
+            Ok(token) => Request::GrantsRevoke { id, token },
+            Err(e) => return crate::fail(e),
+        },
     };
     let is_list = matches!(request, Request::GrantsList);
     match call(runtime, socket, &request) {
@@ -185,13 +229,14 @@ pub fn grants(
                             .flatten()
                             .filter_map(Value::as_str)
                             .collect();
+                        let s = |k: &str| printable(g[k].as_str().unwrap_or("-"));
                         println!(
                             "{:<16} {:<20} {:<12} {:<24} {:<16} {}",
-                            g["id"].as_str().unwrap_or("-"),
-                            g["subject"].as_str().unwrap_or("-"),
-                            g["server"].as_str().unwrap_or("-"),
-                            tools.join(","),
-                            g["approval"].as_str().unwrap_or("-"),
+                            s("id"),
+                            s("subject"),
+                            s("server"),
+                            printable(&tools.join(",")),
+                            s("approval"),
                             g["expires_ms"]
                         );
                     }
@@ -201,5 +246,15 @@ pub fn grants(
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_do_not_reach_the_terminal() {
+        let shown = super::printable("drop\x1b[2K\rsafe_tool\u{9b}31m");
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(shown.contains("safe_tool"));
     }
 }

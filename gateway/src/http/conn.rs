@@ -89,23 +89,17 @@ impl Conn {
             drain(body, self.l7.max_body).await;
             return refused;
         }
+        // The other methods MCP uses carry no message: GET opens an event stream (whose
+        // events pass the chain one by one), DELETE ends a session. Their bodies are not
+        // forwarded; anything else is not MCP and is not forwarded (nor signed) at all.
+        let bodiless = match parts.method {
+            Method::GET => accepts_event_stream(&parts.headers),
+            Method::DELETE => parts.headers.contains_key("mcp-session-id"),
+            _ => false,
+        };
         match parts.method {
             Method::POST => self.handle_post(parts, body, subject).await,
-            // The other methods MCP uses carry no message: GET opens an event stream (whose
-            // events pass the chain one by one), DELETE ends a session. Their bodies are not
-            // forwarded; anything else is not MCP and is not forwarded (nor signed) at all.
-            Method::GET if accepts_event_stream(&parts.headers) => {
-                drain(body, self.l7.max_body).await;
-                self.forward(
-                    parts,
-                    full(Vec::new()),
-                    &Value::Null,
-                    subject,
-                    CallInfo::default(),
-                )
-                .await
-            }
-            Method::DELETE if parts.headers.contains_key("mcp-session-id") => {
+            _ if bodiless => {
                 drain(body, self.l7.max_body).await;
                 self.forward(
                     parts,
