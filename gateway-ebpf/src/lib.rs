@@ -82,18 +82,17 @@ pub struct Settings {
     pub listen_port_v4: u16,
     /// Host order; native IPv6 goes to [::1] with this port. 0 = off.
     pub listen_port_v6: u16,
-    /// The gateway's own upstream dials carry this `SO_MARK`. A marked socket is exempt only
-    /// when the gateway's process connects it in the gateway's network namespace: the mark
-    /// alone can be set with CAP_NET_RAW, or in a namespace the caller owns.
+    /// The gateway's own upstream dials carry this `SO_MARK`. It exempts nothing: the mark can
+    /// be set with CAP_NET_RAW or in a namespace the caller owns. Only sockets the gateway
+    /// registered in `GATEWAY_SOCKETS` are exempt; marked others are counted.
     pub bypass_mark: u32,
-    /// The gateway's process id as the kernel's initial pid namespace sees it.
-    pub gateway_tgid: u32,
     /// 1: UDP to a target is refused (connect and sendmsg), so QUIC cannot go around the TCP
     /// path; 0: it passes.
     pub refuse_udp: u32,
-    /// The cookie of the gateway's network namespace.
-    pub netns_cookie: u64,
 }
+
+/// Sockets the gateway's own dials may have open at once (an LRU: old cookies age out).
+pub const GATEWAY_SOCKETS_SIZE: u32 = 65536;
 
 /// Indexes into the per-CPU `COUNTERS` array.
 pub mod counter {
@@ -107,7 +106,7 @@ pub mod counter {
     pub const ERRORS: u32 = 3;
     /// UDP connects and sends to a target refused.
     pub const UDP_REFUSED: u32 = 4;
-    /// Sockets with the bypass mark that were not the gateway's (redirected all the same).
+    /// Sockets with the bypass mark that the gateway did not register (redirected all the same).
     pub const MARK_IGNORED: u32 = 5;
     pub const COUNT: u32 = 6;
     pub const NAMES: [&str; COUNT as usize] = [

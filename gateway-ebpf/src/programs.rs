@@ -7,7 +7,7 @@ use aya_ebpf::{
     bindings::{bpf_sock_addr, bpf_sock_ops, BPF_ANY, BPF_SOCK_OPS_TCP_CONNECT_CB},
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        bpf_get_netns_cookie, bpf_get_socket_cookie, bpf_getsockopt,
+        bpf_get_socket_cookie, bpf_getsockopt,
     },
     macros::{cgroup_sock_addr, map, sock_ops},
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
@@ -18,7 +18,7 @@ use aya_log_ebpf::{debug, warn};
 use gateway_ebpf::{
     as_v4, counter, port_from_sock_ops_remote, port_from_user_port, user_port_from_port, v4_mapped,
     ConnKey, OrigDstEntry, Settings, TargetKey, AF_INET, AF_INET6, CONN_TABLE_SIZE,
-    TARGET_TABLE_SIZE,
+    GATEWAY_SOCKETS_SIZE, TARGET_TABLE_SIZE,
 };
 
 // The verifier only accepts context accesses as `*(ctx + constant)` with the context
@@ -141,6 +141,11 @@ static ORIG_BY_COOKIE: LruHashMap<u64, OrigDstEntry> =
 static ORIG_BY_CONN: LruHashMap<ConnKey, OrigDstEntry> =
     LruHashMap::with_max_entries(CONN_TABLE_SIZE, 0);
 
+/// Cookies of the sockets the gateway opened for its own dials, written by the gateway before
+/// it connects them: what exempts a socket from the redirect (nothing a caller can set).
+#[map]
+static GATEWAY_SOCKETS: LruHashMap<u64, u8> = LruHashMap::with_max_entries(GATEWAY_SOCKETS_SIZE, 0);
+
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
@@ -163,20 +168,18 @@ fn is_target(addr: [u8; 16], port: u16) -> bool {
     }
 }
 
-/// Whether this socket is the gateway's own: the bypass mark, set by the gateway's process,
-/// in the gateway's network namespace. Each alone can be had without privilege over the
-/// gateway (the mark with CAP_NET_RAW or in an owned namespace).
+/// Whether this socket is the gateway's own: its cookie is registered in `GATEWAY_SOCKETS`
+/// (the mark alone can be had with CAP_NET_RAW or in a namespace the caller owns).
 fn is_gateway_socket(ctx: &SockAddrContext, settings: &Settings) -> bool {
-    if !has_bypass_mark(ctx, settings.bypass_mark) {
-        return false;
-    }
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // SAFETY: helper without preconditions in this program type.
-    let netns = unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
-    if tgid == settings.gateway_tgid && netns == settings.netns_cookie {
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    // SAFETY: the value is only tested for presence.
+    if unsafe { GATEWAY_SOCKETS.get(cookie) }.is_some() {
         return true;
     }
-    count(counter::MARK_IGNORED);
+    if has_bypass_mark(ctx, settings.bypass_mark) {
+        count(counter::MARK_IGNORED);
+    }
     false
 }
 

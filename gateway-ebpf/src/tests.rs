@@ -8,7 +8,7 @@ fn layouts_have_no_implicit_padding() {
     assert_eq!(size_of::<TargetKey>(), 16 + 2 + 2);
     assert_eq!(size_of::<ConnKey>(), 16 + 16 + 2 + 2);
     assert_eq!(size_of::<OrigDstEntry>(), 16 + 2 + 2 + 3 * 4 + 8);
-    assert_eq!(size_of::<Settings>(), 2 + 2 + 4 + 4 + 4 + 8);
+    assert_eq!(size_of::<Settings>(), 2 + 2 + 4 + 4);
 }
 
 #[test]

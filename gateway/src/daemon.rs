@@ -160,7 +160,8 @@ pub async fn start(
                 &listen_addrs,
                 &targets.keys(),
             )?);
-            let sockets = SocketFactory::new(Some(config.intercept.bypass_mark), CONNECT_TIMEOUT);
+            let sockets = SocketFactory::new(Some(config.intercept.bypass_mark), CONNECT_TIMEOUT)
+                .with_exemptions(interception.clone());
             (
                 Some(interception.clone()),
                 interception as Arc<dyn OrigDstSource>,

@@ -4,8 +4,7 @@
 //! static keys, masking, and the recording observing each outcome), the approval hold
 //! (`approval`), AWS credentials (`creds`), the upstream (`client`). Modules import only
 //! modules in layers below their own: see README "Layout" and `tests/layering.rs`.
-// `unsafe` is allowed in one place: intercept (a socket option without a safe wrapper).
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod addr;
 pub mod admin;

@@ -62,6 +62,8 @@ enum HeldLink {
 pub struct EbpfInterception {
     targets: Mutex<HashMap<MapData, TargetKey, u8>>,
     orig_by_conn: Mutex<HashMap<MapData, ConnKey, OrigDstEntry>>,
+    /// Cookies of the gateway's own sockets: the only ones the programs let through.
+    gateway_sockets: Mutex<HashMap<MapData, u64, u8>>,
     counters: PerCpuArray<MapData, u64>,
     links: Vec<(&'static str, HeldLink)>,
     cgroup: String,
@@ -99,13 +101,7 @@ impl EbpfInterception {
             listen_port_v4: port_of(true),
             listen_port_v6: port_of(false),
             bypass_mark: config.bypass_mark,
-            gateway_tgid: host_pid(),
             refuse_udp: u32::from(config.udp == Udp::Refuse),
-            netns_cookie: own_netns_cookie().map_err(|source| InterceptError::Io {
-                what: "reading the network namespace cookie of",
-                path: "/proc/self/ns/net".into(),
-                source,
-            })?,
         };
         let mut settings_map: Array<_, Settings> = take_map(&mut ebpf, "SETTINGS")?;
         settings_map
@@ -127,6 +123,7 @@ impl EbpfInterception {
         }
         let targets = target_map;
         let orig_by_conn = take_map(&mut ebpf, "ORIG_BY_CONN")?;
+        let gateway_sockets = take_map(&mut ebpf, "GATEWAY_SOCKETS")?;
         let counters = take_map(&mut ebpf, "COUNTERS")?;
 
         let cgroup_path = cgroup2_mount()?.join(config.cgroup.trim_start_matches('/'));
@@ -162,6 +159,7 @@ impl EbpfInterception {
         Ok(Self {
             targets: Mutex::new(targets),
             orig_by_conn: Mutex::new(orig_by_conn),
+            gateway_sockets: Mutex::new(gateway_sockets),
             counters,
             links,
             cgroup: config.cgroup.clone(),
@@ -187,6 +185,16 @@ impl EbpfInterception {
             })?;
         }
         Ok(())
+    }
+
+    /// Lets the socket with this cookie (one of the gateway's own, not yet connected) past
+    /// the redirect.
+    pub fn exempt(&self, cookie: u64) -> std::io::Result<()> {
+        self.gateway_sockets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(cookie, 1, 0)
+            .map_err(std::io::Error::other)
     }
 
     /// Kernel counters summed over CPUs, by name.
@@ -297,48 +305,6 @@ fn attach(ebpf: &mut Ebpf, name: &'static str, cgroup: &File) -> Result<FdLink, 
         let link = program.take_link(id).map_err(err)?;
         FdLink::try_from(link).map_err(|source| InterceptError::Link { name, source })
     }
-}
-
-/// This process's id in the kernel's initial pid namespace (what the programs see): the
-/// first `NSpid` entry, as the mounted /proc tells it.
-fn host_pid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("NSpid:"))?;
-            line.split_whitespace().nth(1)?.parse().ok()
-        })
-        .unwrap_or_else(std::process::id)
-}
-
-/// `SO_NETNS_COOKIE` (asm-generic value; not in the libc crate yet).
-const SO_NETNS_COOKIE: libc::c_int = 71;
-
-/// The cookie of the network namespace this process runs in (Linux 5.14+).
-#[expect(
-    unsafe_code,
-    reason = "getsockopt(SO_NETNS_COOKIE) has no safe wrapper in nix or socket2"
-)]
-fn own_netns_cookie() -> std::io::Result<u64> {
-    use std::os::fd::AsRawFd as _;
-    // Any socket of this namespace answers for it.
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
-    let mut cookie: u64 = 0;
-    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
-    // SAFETY: a valid socket fd, and an out pointer to a u64 with its length.
-    let ret = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_NETNS_COOKIE,
-            (&raw mut cookie).cast(),
-            &mut len,
-        )
-    };
-    if ret != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(cookie)
 }
 
 /// Detaches links a previous gateway pinned (several programs on one hook would all run).

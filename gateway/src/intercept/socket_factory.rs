@@ -1,16 +1,39 @@
-//! The one place that opens upstream sockets: every one carries the bypass mark, so the
-//! kernel programs let the gateway's own dials through instead of looping them back.
+//! The one place that opens upstream sockets: each is registered with the kernel programs
+//! (by its cookie) before it connects, so they let the gateway's own dials through instead
+//! of looping them back; each also carries the bypass mark, for operators' routing rules.
 
-use std::{io, net::SocketAddr, time::Duration};
+use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::net::{TcpSocket, TcpStream};
 
 use super::Destination;
 
-#[derive(Debug, Clone)]
+/// Where the gateway registers its own sockets before they connect (the eBPF programs).
+pub trait Exemptions: Send + Sync {
+    fn exempt(&self, cookie: u64) -> io::Result<()>;
+}
+
+impl Exemptions for super::ebpf::EbpfInterception {
+    fn exempt(&self, cookie: u64) -> io::Result<()> {
+        super::ebpf::EbpfInterception::exempt(self, cookie)
+    }
+}
+
+#[derive(Clone)]
 pub struct SocketFactory {
     bypass_mark: Option<u32>,
     connect_timeout: Duration,
+    exemptions: Option<Arc<dyn Exemptions>>,
+}
+
+impl std::fmt::Debug for SocketFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SocketFactory")
+            .field("bypass_mark", &self.bypass_mark)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("exempts", &self.exemptions.is_some())
+            .finish()
+    }
 }
 
 impl SocketFactory {
@@ -19,7 +42,14 @@ impl SocketFactory {
         Self {
             bypass_mark,
             connect_timeout,
+            exemptions: None,
         }
+    }
+
+    /// Registers every socket with `exemptions` before it connects (eBPF mode).
+    pub fn with_exemptions(mut self, exemptions: Arc<dyn Exemptions>) -> Self {
+        self.exemptions = Some(exemptions);
+        self
     }
 
     pub async fn connect(&self, destination: &Destination) -> io::Result<TcpStream> {
@@ -56,6 +86,10 @@ impl SocketFactory {
         };
         if let Some(mark) = self.bypass_mark {
             socket2::SockRef::from(&socket).set_mark(mark)?;
+        }
+        if let Some(exemptions) = &self.exemptions {
+            // Unregistered, the connect would be redirected back into the gateway.
+            exemptions.exempt(socket2::SockRef::from(&socket).cookie()?)?;
         }
         socket.set_nodelay(true)?;
         socket.connect(addr).await
