@@ -224,7 +224,11 @@ impl Policy {
         let needs_rule = SERVER_REQUESTS_NEEDING_A_RULE
             .iter()
             .any(|p| glob_match(p, call.method, false));
-        match self.rules.iter().find(|r| r.matches(call, false)) {
+        // Sampling and elicitation are allowed only by rules that name their methods: a rule
+        // written for calls (`allow-all`, a group's rule) does not hand the server the
+        // client's model or user.
+        let applies = |r: &&Rule| r.matches(call, false) && (!needs_rule || r.methods.is_some());
+        match self.rules.iter().find(applies) {
             Some(rule) => rule.decision(),
             None if needs_rule => Decision {
                 action: Action::Deny,

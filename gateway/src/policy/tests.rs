@@ -216,6 +216,30 @@ action  = "allow"
 }
 
 #[test]
+fn rules_that_do_not_name_the_method_do_not_allow_sampling() {
+    let p = policy(
+        "[[policy.rules]]\nid = \"analysts\"\ngroups = [\"analysts\"]\naction = \"allow\"\n\n[[policy.rules]]\nid = \"allow-all\"\naction = \"allow\"\n",
+    );
+    let analyst = Subject::named("alice", vec!["analysts".into()]);
+    for method in ["sampling/createMessage", "elicitation/create"] {
+        let d = p.decide_server_request(&Call {
+            server: "analytics",
+            method,
+            tool: None,
+            resource: None,
+            prompt: None,
+            arguments: None,
+            subject: &analyst,
+        });
+        assert_eq!(
+            (d.action, d.rule.as_str()),
+            (Action::Deny, "default:server-requests"),
+            "{method}"
+        );
+    }
+}
+
+#[test]
 fn invalid_rules_are_reported_with_their_line() {
     let err = parse_config(
         r#"
