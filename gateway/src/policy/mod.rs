@@ -54,6 +54,29 @@ pub struct ArgumentMatch {
     pub pointer: String,
     pub regex: Option<Regex>,
     pub equals: Option<Value>,
+    /// Numeric bounds (inclusive): the value is a JSON number, or a string that parses as one
+    /// (tools often accept both).
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+/// A number as the regex sees it: integral values without exponent or fraction (`1e5` and
+/// `100000.0` are `100000`), so the spelling a caller picks cannot dodge a pattern.
+fn number_text(n: &serde_json::Number) -> String {
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 => {
+            format!("{}", f as i64)
+        }
+        _ => n.to_string(),
+    }
+}
+
+fn as_number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
+        _ => None,
+    }
 }
 
 impl ArgumentMatch {
@@ -66,9 +89,18 @@ impl ArgumentMatch {
                 return false;
             }
         }
+        if self.min.is_some() || self.max.is_some() {
+            let Some(n) = as_number(value) else {
+                return false;
+            };
+            if self.min.is_some_and(|min| n < min) || self.max.is_some_and(|max| n > max) {
+                return false;
+            }
+        }
         if let Some(regex) = &self.regex {
             let text = match value {
                 Value::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
+                Value::Number(n) => std::borrow::Cow::Owned(number_text(n)),
                 other => std::borrow::Cow::Owned(other.to_string()),
             };
             if !regex.is_match(&text) {
@@ -301,6 +333,8 @@ pub struct RawArgumentMatch {
     pub pointer: String,
     pub regex: Option<String>,
     pub equals: Option<toml::Value>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
 }
 
 /// The rules and guardrails of a configuration file, checked. `line` turns a byte offset of
@@ -339,9 +373,9 @@ pub fn compile(
                         return None;
                     }
                 };
-                if regex.is_none() && a.equals.is_none() {
+                if regex.is_none() && a.equals.is_none() && a.min.is_none() && a.max.is_none() {
                     err(format!(
-                        "argument `{}` needs `regex` or `equals`",
+                        "argument `{}` needs `regex`, `equals`, `min` or `max`",
                         a.pointer
                     ));
                     return None;
@@ -350,6 +384,8 @@ pub fn compile(
                     pointer: a.pointer.clone(),
                     regex,
                     equals: a.equals.clone().and_then(|v| serde_json::to_value(v).ok()),
+                    min: a.min,
+                    max: a.max,
                 })
             })
             .collect();

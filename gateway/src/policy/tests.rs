@@ -240,6 +240,46 @@ fn rules_that_do_not_name_the_method_do_not_allow_sampling() {
 }
 
 #[test]
+fn numbers_cannot_dodge_argument_conditions_by_their_spelling() {
+    let p = policy(
+        r#"
+[[policy.rules]]
+id        = "big-by-pattern"
+tools     = ["export"]
+arguments = [{ pointer = "/rows", regex = '^\d{5,}$' }]
+action    = "approve"
+approvers = ["sre-leads"]
+
+[[policy.rules]]
+id        = "big-by-bound"
+tools     = ["export2"]
+arguments = [{ pointer = "/rows", min = 10000 }]
+action    = "approve"
+approvers = ["sre-leads"]
+
+[[policy.rules]]
+id     = "rest"
+action = "allow"
+"#,
+    );
+    let bot = Subject::named("bot", vec![]);
+    let decide = |tool: &str, rows: Value| {
+        let args = json!({ "rows": rows });
+        p.decide(&call(&bot, tool, Some(&args))).rule
+    };
+    // serde_json reads 1e5 as 100000.0; its JSON text would be "100000.0".
+    let big: Value = serde_json::from_str("1e5").unwrap();
+    assert_eq!(decide("export", big.clone()), "big-by-pattern");
+    assert_eq!(decide("export", json!(100000.0)), "big-by-pattern");
+    assert_eq!(decide("export", json!(500)), "rest");
+    for rows in [big, json!(100000.0), json!("250000"), json!(10000)] {
+        assert_eq!(decide("export2", rows.clone()), "big-by-bound", "{rows}");
+    }
+    assert_eq!(decide("export2", json!(9999.5)), "rest");
+    assert_eq!(decide("export2", json!("many")), "rest");
+}
+
+#[test]
 fn invalid_rules_are_reported_with_their_line() {
     let err = parse_config(
         r#"
