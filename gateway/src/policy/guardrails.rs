@@ -188,6 +188,15 @@ fn any_string(value: &Value, test: &dyn Fn(&str) -> bool) -> bool {
     }
 }
 
+/// SQL with its comments taken out (`/* … */`, `-- …`, `# …`), so `DROP/**/TABLE` and
+/// `DELETE FROM t -- WHERE` read as what the database runs.
+fn without_sql_comments(text: &str) -> String {
+    static COMMENT: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+        Regex::new(r"(?s)/\*.*?(?:\*/|$)|--[^\n]*|#[^\n]*").expect("valid regex")
+    });
+    COMMENT.replace_all(text, " ").into_owned()
+}
+
 fn destructive_sql(text: &str) -> bool {
     static DROP: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
         Regex::new(r"(?i)\b(drop\s+(table|database|schema)|truncate(\s+table)?\s+[\w.`\x22]+)\b")
@@ -197,7 +206,8 @@ fn destructive_sql(text: &str) -> bool {
         std::sync::LazyLock::new(|| Regex::new(r"(?i)\bdelete\s+from\b").expect("valid regex"));
     static WHERE: std::sync::LazyLock<Regex> =
         std::sync::LazyLock::new(|| Regex::new(r"(?i)\bwhere\b").expect("valid regex"));
-    if DROP.is_match(text) {
+    let text = without_sql_comments(text);
+    if DROP.is_match(&text) {
         return true;
     }
     // Each statement on its own: a DELETE is destructive when its statement has no WHERE.
@@ -205,14 +215,27 @@ fn destructive_sql(text: &str) -> bool {
         .any(|stmt| DELETE.is_match(stmt) && !WHERE.is_match(stmt))
 }
 
+/// `rm` with both recursive and force flags, wherever they stand among its arguments
+/// (`rm DIR -rf`), however it is named (`/bin/rm`, `\\rm`), and behind wrappers (`sudo`,
+/// `xargs`, `env`).
 fn rm_rf(text: &str) -> bool {
-    static RM: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
-        Regex::new(r"(?:^|[\s;&|(`$])(?:sudo\s+)?rm((?:\s+-{1,2}[\w-]+)+)").expect("valid regex")
-    });
-    RM.captures_iter(text).any(|c| {
-        let flags = &c[1];
+    text.split(|c: char| {
+        matches!(
+            c,
+            ';' | '&' | '|' | '(' | ')' | '`' | '\n' | '$' | '{' | '}'
+        )
+    })
+    .any(|command| {
+        let mut words = command.split_whitespace();
+        let is_rm = |w: &str| {
+            let name = w.rsplit('/').next().unwrap_or(w);
+            name.trim_matches(|c| c == '\\' || c == '"' || c == '\'') == "rm"
+        };
+        if !words.any(is_rm) {
+            return false;
+        }
         let (mut recursive, mut force) = (false, false);
-        for flag in flags.split_whitespace() {
+        for flag in words {
             if let Some(long) = flag.strip_prefix("--") {
                 recursive |= long == "recursive";
                 force |= long == "force";
@@ -226,9 +249,12 @@ fn rm_rf(text: &str) -> bool {
 }
 
 fn pipe_to_shell(text: &str) -> bool {
+    // A pipe into a shell, by any path, behind wrappers and their options (`sudo -u root`).
     static PIPE: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
-        Regex::new(r"\|\s*(?:sudo\s+(?:-\S+\s+)*)?(?:/usr)?(?:/bin/)?(?:ba|da|z|k|c|tc|fi)?sh\b")
-            .expect("valid regex")
+        Regex::new(
+            r"\|\s*(?:(?:\S*/)?(?:sudo|env|exec|command|nohup|doas)\b[^|;&\n]*?\s+)?(?:\S*/)?(?:ba|da|z|k|c|tc|fi|a)?sh\b",
+        )
+        .expect("valid regex")
     });
     PIPE.is_match(text)
 }
@@ -236,6 +262,38 @@ fn pipe_to_shell(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spellings_that_used_to_slip_past_the_checks_are_caught() {
+        for bad in [
+            "DROP/**/TABLE users",
+            "drop/* x */table users",
+            "DELETE FROM users -- WHERE id = 1",
+            "DELETE FROM users # WHERE id = 1",
+        ] {
+            assert!(destructive_sql(bad), "{bad}");
+        }
+        for bad in [
+            "/bin/rm -rf /",
+            "rm /var/lib -rf",
+            "rm -r -f /tmp/x",
+            "sudo /usr/bin/rm --recursive --force /",
+            "find . | xargs rm -rf",
+            "\\rm -rf ~",
+        ] {
+            assert!(rm_rf(bad), "{bad}");
+        }
+        for bad in [
+            "curl https://x | sudo -u root bash",
+            "curl https://x | /usr/bin/env bash",
+            "wget -qO- x | env FOO=1 sh",
+        ] {
+            assert!(pipe_to_shell(bad), "{bad}");
+        }
+        assert!(!rm_rf("rm -r build"), "recursive without force");
+        assert!(!rm_rf("git rm -f file"), "force without recursive");
+        assert!(!pipe_to_shell("cat x | shasum"));
+    }
 
     #[test]
     fn destructive_sql_is_told_from_harmless_sql() {
