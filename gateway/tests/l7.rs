@@ -502,18 +502,52 @@ async fn methods_that_carry_no_mcp_are_refused() {
 /// A malicious upstream (a stand-in written here: no MCP SDK serves malformed answers on
 /// purpose): answers every request with `body` in `content_type`.
 async fn evil_upstream(content_type: &'static str, body: &'static [u8]) -> u16 {
+    let headers: &'static [(&'static str, &'static str)] = match content_type {
+        "application/json-rpc" => &[("content-type", "application/json-rpc")],
+        "text/plain;x=application/json" => &[("content-type", "text/plain;x=application/json")],
+        "application/json" => &[("content-type", "application/json")],
+        "text/event-stream" => &[("content-type", "text/event-stream")],
+        other => panic!("no canned headers for {other}"),
+    };
+    answering_upstream(200, headers, body, None).await
+}
+
+/// An upstream answering every request with `status`, `headers` and `body`; the first
+/// request's `accept-encoding` (or "none") goes to `seen`.
+async fn answering_upstream(
+    status: u16,
+    headers: &'static [(&'static str, &'static str)],
+    body: &'static [u8],
+    seen: Option<tokio::sync::oneshot::Sender<String>>,
+) -> u16 {
+    let seen = Arc::new(std::sync::Mutex::new(seen));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            let service = hyper::service::service_fn(move |_req| async move {
-                let response = http::Response::builder()
-                    .header("content-type", content_type)
-                    .body(Full::new(Bytes::from_static(body)))
-                    .expect("response");
-                Ok::<_, std::convert::Infallible>(response)
+            let seen = seen.clone();
+            let service = hyper::service::service_fn(move |req: http::Request<_>| {
+                if let Some(tx) = seen.lock().unwrap().take() {
+                    let encoding = req
+                        .headers()
+                        .get("accept-encoding")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("none")
+                        .to_owned();
+                    let _ = tx.send(encoding);
+                }
+                async move {
+                    let mut response = http::Response::builder().status(status);
+                    for (name, value) in headers {
+                        response = response.header(*name, *value);
+                    }
+                    let response = response
+                        .body(Full::new(Bytes::from_static(body)))
+                        .expect("response");
+                    Ok::<_, std::convert::Infallible>(response)
+                }
             });
             tokio::spawn(
                 hyper::server::conn::http1::Builder::new()
@@ -671,4 +705,36 @@ async fn an_https_upstream_gets_tls_even_from_a_plaintext_server_entry() {
     );
     let answer = post.await.expect("task");
     assert_eq!(answer.status, 502, "no TLS server there: the call fails");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_answers_are_refused_and_never_asked_for() {
+    const GZIP: &[(&str, &str)] = &[
+        ("content-type", "application/json"),
+        ("content-encoding", "gzip"),
+    ];
+    for status in [200, 500] {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let port = answering_upstream(status, GZIP, b"\x1f\x8b\x08\x00compressed", Some(tx)).await;
+        let gw = Gateway::in_front_of(port).await;
+        let list = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list"});
+        let answer = post(
+            gw.addr,
+            &[JSON, ("accept-encoding", "gzip, br")],
+            list.to_string(),
+        )
+        .await;
+        assert_eq!(answer.status, 502, "status {status}");
+        let v = answer.json();
+        assert_eq!(
+            v["error"]["code"],
+            gateway::mcp::jsonrpc::code::UPSTREAM_FAILED,
+            "{v}"
+        );
+        assert_eq!(
+            rx.await.expect("request seen"),
+            "none",
+            "Accept-Encoding was forwarded"
+        );
+    }
 }

@@ -32,6 +32,8 @@ impl Conn {
             .to_owned();
         let mut headers = parts.headers.clone();
         strip_hop_by_hop(&mut headers);
+        // Answers must come in a form the chain can read: no compression.
+        headers.remove(header::ACCEPT_ENCODING);
         let reply_to = reply_template(&parts);
         // Servers behind AWS auth get the call signed with credentials minted for it.
         let (body, signing) = match self

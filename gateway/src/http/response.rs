@@ -40,6 +40,21 @@ impl Conn {
                 .and_then(|v| v.to_str().ok()),
             None,
         );
+        // An encoded body cannot be masked or checked; it was not asked for (the request's
+        // Accept-Encoding is dropped), so it is refused, not relayed.
+        let encoding = parts
+            .headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_ascii_lowercase());
+        if let Some(encoding) = encoding.filter(|e| e != "identity") {
+            tracing::warn!(session = self.session.id, %encoding, status = %parts.status, "encoded upstream answer refused");
+            let error = RpcError::new(
+                code::UPSTREAM_FAILED,
+                format!("upstream answered with content encoding `{encoding}`, which the gateway cannot check"),
+            );
+            return rpc_error_response(StatusCode::BAD_GATEWAY, id, &error);
+        }
         let ct = content_type(&parts.headers);
         if ct.as_deref() == Some("text/event-stream") {
             parts.headers.remove(header::CONTENT_LENGTH);
