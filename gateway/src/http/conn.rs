@@ -89,6 +89,26 @@ impl Conn {
             drain(body, self.l7.max_body).await;
             return refused;
         }
+        if let Some(session) = parts
+            .headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+        {
+            if let Err(owner) = self
+                .l7
+                .owners
+                .check(&self.session.server, session, &subject.name)
+            {
+                drain(body, self.l7.max_body).await;
+                tracing::warn!(session = self.session.id, subject = %subject.name, %owner, mcp_session = %super::owners::redacted(session), "MCP session of another caller refused");
+                // 404 is what MCP clients read as "this session is gone": they start their own.
+                let error = RpcError::new(
+                    code::INVALID_REQUEST,
+                    "no such MCP session for this caller; start a new one",
+                );
+                return rpc_error_response(StatusCode::NOT_FOUND, &Value::Null, &error);
+            }
+        }
         // The other methods MCP uses carry no message: GET opens an event stream (whose
         // events pass the chain one by one), DELETE ends a session. Their bodies are not
         // forwarded; anything else is not MCP and is not forwarded (nor signed) at all.

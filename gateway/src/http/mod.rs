@@ -14,6 +14,7 @@ mod body;
 mod conn;
 mod forward;
 mod hold;
+mod owners;
 mod post;
 mod response;
 
@@ -112,6 +113,8 @@ pub struct L7 {
     pub sockets: SocketFactory,
     pub max_body: usize,
     next_session: AtomicU64,
+    /// Who opened each MCP session.
+    owners: owners::SessionOwners,
 }
 
 /// What the client connection turned out to carry.
@@ -138,6 +141,7 @@ impl L7 {
             sockets,
             max_body,
             next_session: AtomicU64::new(1),
+            owners: Default::default(),
         }
     }
 

@@ -33,13 +33,16 @@ impl Conn {
     ) -> Response<Body> {
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        self.session.update_mcp(
-            parts
-                .headers
-                .get("mcp-session-id")
-                .and_then(|v| v.to_str().ok()),
-            None,
-        );
+        let mcp_session = parts
+            .headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok());
+        if let Some(id) = mcp_session {
+            self.l7
+                .owners
+                .claim(&self.session.server, id, &subject.name);
+        }
+        self.session.update_mcp(mcp_session, None);
         // An encoded body cannot be masked or checked; it was not asked for (the request's
         // Accept-Encoding is dropped), so it is refused, not relayed.
         let encoding = parts

@@ -406,7 +406,12 @@ impl LoggingInterceptor {
                 client = %session.client,
                 sni = session.sni.as_deref().unwrap_or("-"),
                 pid = session.process.as_ref().map(|p| p.pid),
-                mcp_session = mcp.session_id.as_deref().unwrap_or("-"),
+                // The id is a bearer secret while the session lives: only its start.
+                mcp_session = mcp
+                    .session_id
+                    .as_deref()
+                    .map(|s| s.chars().take(6).collect::<String>() + "…")
+                    .unwrap_or_else(|| "-".into()),
                 id = %msg.id().map(ToString::to_string).unwrap_or_default(),
                 tool,
                 "tools/call"
