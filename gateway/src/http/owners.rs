@@ -9,12 +9,13 @@ use std::sync::Mutex;
 /// to whoever uses them next, as before this table existed).
 const MAX_SESSIONS: usize = 100_000;
 
+/// (server, session id).
+type Key = (String, String);
+
 #[derive(Default)]
 pub struct SessionOwners {
-    inner: Mutex<(
-        HashMap<(String, String), String>,
-        VecDeque<(String, String)>,
-    )>,
+    /// Owner by session, and the sessions in the order they were first seen.
+    inner: Mutex<(HashMap<Key, String>, VecDeque<Key>)>,
 }
 
 impl SessionOwners {
