@@ -606,3 +606,65 @@ fn token_file(token: &str) -> String {
     fs::write(&path, token).expect("token file");
     path.display().to_string()
 }
+
+/// One POST with curl as nobody in the cgroup, as the holder of `token`: the status and the
+/// answer's `mcp-session-id`.
+fn post_as(w: &OidcWorld, token: &str, session: Option<&str>, body: &str) -> (u16, Option<String>) {
+    let mut cmd = w.cg.cmd(&w.ns, Some(NOBODY), "curl");
+    cmd.args([
+        "-sS",
+        "--max-time",
+        "20",
+        "-o",
+        "/dev/null",
+        "-D",
+        "-",
+        "--cacert",
+    ])
+    .arg(&w.bundle)
+    .args(["-X", "POST", "-H", "content-type: application/json"])
+    .args(["-H", "accept: application/json, text/event-stream"])
+    .args(["-H", &format!("authorization: Bearer {token}")])
+    .args(["-H", "mcp-protocol-version: 2025-11-25"]);
+    if let Some(session) = session {
+        cmd.args(["-H", &format!("mcp-session-id: {session}")]);
+    }
+    let out = run(cmd.args(["--data-binary", body]).arg(URL)).expect("curl");
+    let head = String::from_utf8_lossy(&out.stdout).into_owned();
+    let status = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let session = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("mcp-session-id")
+            .then(|| value.trim().to_owned())
+    });
+    (status, session)
+}
+
+/// An MCP session id is not a key anyone may pick up: bob, who learned alice's session id,
+/// is told the session does not exist; alice goes on using it.
+#[test]
+fn an_mcp_session_belongs_to_the_caller_that_opened_it() {
+    if !require_root() {
+        return;
+    }
+    let w = world("10m", "20s");
+    let (alice, bob) = (w.token(&ALICE), w.token(&BOB));
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}"#;
+    let (status, session) = post_as(&w, &alice, None, init);
+    assert_eq!(status, 200, "{}", w.gw.log());
+    let session = session.expect("the server opened a session");
+    let ping = r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#;
+    let (status, _) = post_as(&w, &bob, Some(&session), ping);
+    assert_eq!(status, 404, "bob used alice's session\n{}", w.gw.log());
+    let (status, _) = post_as(&w, &alice, Some(&session), ping);
+    assert_eq!(status, 200, "alice's own session\n{}", w.gw.log());
+    assert!(
+        !w.gw.log().contains(&session),
+        "the whole session id is in the log"
+    );
+}
