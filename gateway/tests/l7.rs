@@ -502,33 +502,28 @@ async fn methods_that_carry_no_mcp_are_refused() {
 /// A malicious upstream (a stand-in written here: no MCP SDK serves malformed answers on
 /// purpose): answers every request with `body` in `content_type`.
 async fn evil_upstream(content_type: &'static str, body: &'static [u8]) -> u16 {
-    let headers: &'static [(&'static str, &'static str)] = match content_type {
-        "application/json-rpc" => &[("content-type", "application/json-rpc")],
-        "text/plain;x=application/json" => &[("content-type", "text/plain;x=application/json")],
-        "application/json" => &[("content-type", "application/json")],
-        "text/event-stream" => &[("content-type", "text/event-stream")],
-        other => panic!("no canned headers for {other}"),
-    };
-    answering_upstream(200, headers, body, None).await
+    answering_upstream(200, vec![("content-type", content_type)], body, None).await
 }
 
 /// An upstream answering every request with `status`, `headers` and `body`; the first
 /// request's `accept-encoding` (or "none") goes to `seen`.
 async fn answering_upstream(
     status: u16,
-    headers: &'static [(&'static str, &'static str)],
+    headers: Vec<(&'static str, &'static str)>,
     body: &'static [u8],
     seen: Option<tokio::sync::oneshot::Sender<String>>,
 ) -> u16 {
     let seen = Arc::new(std::sync::Mutex::new(seen));
+    let headers = Arc::new(headers);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            let seen = seen.clone();
+            let (seen, headers) = (seen.clone(), headers.clone());
             let service = hyper::service::service_fn(move |req: http::Request<_>| {
+                let headers = headers.clone();
                 if let Some(tx) = seen.lock().unwrap().take() {
                     let encoding = req
                         .headers()
@@ -540,7 +535,7 @@ async fn answering_upstream(
                 }
                 async move {
                     let mut response = http::Response::builder().status(status);
-                    for (name, value) in headers {
+                    for (name, value) in headers.iter() {
                         response = response.header(*name, *value);
                     }
                     let response = response
@@ -709,13 +704,18 @@ async fn an_https_upstream_gets_tls_even_from_a_plaintext_server_entry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compressed_answers_are_refused_and_never_asked_for() {
-    const GZIP: &[(&str, &str)] = &[
-        ("content-type", "application/json"),
-        ("content-encoding", "gzip"),
-    ];
     for status in [200, 500] {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let port = answering_upstream(status, GZIP, b"\x1f\x8b\x08\x00compressed", Some(tx)).await;
+        let port = answering_upstream(
+            status,
+            vec![
+                ("content-type", "application/json"),
+                ("content-encoding", "gzip"),
+            ],
+            b"\x1f\x8b\x08\x00compressed",
+            Some(tx),
+        )
+        .await;
         let gw = Gateway::in_front_of(port).await;
         let list = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list"});
         let answer = post(

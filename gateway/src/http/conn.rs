@@ -100,7 +100,7 @@ impl Conn {
                 .check(&self.session.server, session, &subject.name)
             {
                 drain(body, self.l7.max_body).await;
-                tracing::warn!(session = self.session.id, subject = %subject.name, %owner, mcp_session = %super::owners::redacted(session), "MCP session of another caller refused");
+                tracing::warn!(session = self.session.id, subject = %subject.name, %owner, mcp_session = %crate::mcp::interceptor::redacted(session), "MCP session of another caller refused");
                 // 404 is what MCP clients read as "this session is gone": they start their own.
                 let error = RpcError::new(
                     code::INVALID_REQUEST,

@@ -389,6 +389,13 @@ impl Chain {
     }
 }
 
+/// The start of an MCP session id, enough to tell sessions apart in a log without handing
+/// out the id, which is a bearer secret while the session lives.
+pub fn redacted(session_id: &str) -> String {
+    let head: String = session_id.chars().take(6).collect();
+    format!("{head}…")
+}
+
 /// Logs every message (method, id, tool) at debug level, and tool calls at info.
 pub struct LoggingInterceptor;
 
@@ -406,12 +413,7 @@ impl LoggingInterceptor {
                 client = %session.client,
                 sni = session.sni.as_deref().unwrap_or("-"),
                 pid = session.process.as_ref().map(|p| p.pid),
-                // The id is a bearer secret while the session lives: only its start.
-                mcp_session = mcp
-                    .session_id
-                    .as_deref()
-                    .map(|s| s.chars().take(6).collect::<String>() + "…")
-                    .unwrap_or_else(|| "-".into()),
+                mcp_session = mcp.session_id.as_deref().map_or_else(|| "-".into(), redacted),
                 id = %msg.id().map(ToString::to_string).unwrap_or_default(),
                 tool,
                 "tools/call"
@@ -533,5 +535,10 @@ mod tests {
             Ok(true)
         );
         assert_eq!(response.raw["tagged"], json!(true));
+    }
+
+    #[test]
+    fn session_ids_are_logged_by_their_start_only() {
+        assert_eq!(redacted("0123456789abcdef"), "012345…");
     }
 }

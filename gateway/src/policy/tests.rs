@@ -19,6 +19,19 @@ fn call<'a>(subject: &'a Subject, tool: &'a str, arguments: Option<&'a Value>) -
     }
 }
 
+/// A request the server sends to the client (no tool, no arguments).
+fn server_request<'a>(subject: &'a Subject, method: &'a str) -> Call<'a> {
+    Call {
+        server: "analytics",
+        method,
+        tool: None,
+        resource: None,
+        prompt: None,
+        arguments: None,
+        subject,
+    }
+}
+
 const RULES: &str = r#"
 [[policy.rules]]
 id      = "no-contractors"
@@ -191,15 +204,7 @@ action  = "allow"
     );
     let analyst = Subject::named("alice", vec!["analysts".into()]);
     let other = Subject::named("bob", vec![]);
-    let req = |s, method| Call {
-        server: "analytics",
-        method,
-        tool: None,
-        resource: None,
-        prompt: None,
-        arguments: None,
-        subject: s,
-    };
+    let req = server_request;
     let d = p.decide_server_request(&req(&analyst, "sampling/createMessage"));
     assert_eq!(d.action, Action::Allow);
     let d = p.decide_server_request(&req(&other, "sampling/createMessage"));
@@ -222,15 +227,7 @@ fn rules_that_do_not_name_the_method_do_not_allow_sampling() {
     );
     let analyst = Subject::named("alice", vec!["analysts".into()]);
     for method in ["sampling/createMessage", "elicitation/create"] {
-        let d = p.decide_server_request(&Call {
-            server: "analytics",
-            method,
-            tool: None,
-            resource: None,
-            prompt: None,
-            arguments: None,
-            subject: &analyst,
-        });
+        let d = p.decide_server_request(&server_request(&analyst, method));
         assert_eq!(
             (d.action, d.rule.as_str()),
             (Action::Deny, "default:server-requests"),
